@@ -1,0 +1,1 @@
+"""Back-office documents and the operations service tasks call (importing registers them)."""

@@ -1,0 +1,933 @@
+"""Engine(...): every command is one unit of work — load, run, save, commit.
+
+The engine never reads Flask request state: who acts is passed in as an `Actor`, and the
+clock is injected so tests can fast-forward days.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import hashlib
+import json
+import logging
+import os
+import threading
+import traceback
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, tuple_, union_all, update
+from sqlalchemy.orm import Session
+
+from . import errors
+from .db import db, is_postgres
+from .forms import FormRegistry
+from .instance import Clock, Instance, MessageInfo, TimerInfo, correlation_key, engine_clock, utcnow
+from .models import (
+    AuditEvent,
+    Deployment,
+    DeploymentFile,
+    HumanTask,
+    Incident,
+    MessageWait,
+    ProcessDefinition,
+    ProcessInstance,
+    Timer,
+)
+from .operations import OperationContext, get_operation, registered_operations
+from .scripts import SandboxedScriptEngine
+from .serializer import SERIALIZER_VERSION, dump_spec, dump_state, load_spec, load_state
+
+log = logging.getLogger(__name__)
+
+NO_DUE = datetime(9999, 12, 31, tzinfo=timezone.utc)
+OPEN_STATES = ("open", "claimed")
+CLAIM_LEASE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a username and the roles they hold."""
+
+    username: str
+    roles: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, username: str, *roles: str) -> Actor:
+        return cls(username, frozenset(roles))
+
+
+SYSTEM = Actor("system", frozenset())
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    deployment_id: int
+    content_hash: str
+    created: bool
+    new_versions: dict[str, int]
+    unchanged: list[str]
+
+
+@dataclass(frozen=True)
+class TaskView:
+    id: int
+    instance_id: int
+    process_id: str
+    spec_id: str
+    title: str
+    role: str | None
+    assignee: str | None
+    status: str
+    priority: int
+    due_at: datetime | None
+    created_at: datetime
+    form_ref: str | None
+    document_type: str | None
+    document_key: str | None
+    business_key: str | None
+    excluded_users: tuple[str, ...]
+
+    def overdue(self, now: datetime) -> bool:
+        return self.due_at is not None and _aware(self.due_at) < now
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list[TaskView]
+    next_cursor: str | None
+
+
+@dataclass
+class _Step:
+    """What one command changed, to be written in its transaction."""
+
+    row: ProcessInstance
+    instance: Instance
+    tasks_before: set[str]
+    timers_before: dict[str, TimerInfo]
+    messages_before: dict[str, MessageInfo]
+    completed_task: str | None = None
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    incident: tuple[str | None, str | None, str, str] | None = None
+
+
+_command_row: contextvars.ContextVar[ProcessInstance | None] = contextvars.ContextVar("row", default=None)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _excluded_text(users: Iterable[str]) -> str:
+    return "".join(f"|{u}|" for u in users)
+
+
+class Engine:
+    def __init__(
+        self,
+        forms_dir: Path,
+        clock: Clock | None = None,
+        session: Callable[[], Session] | None = None,
+        cache_size: int = 2000,
+    ) -> None:
+        self.forms = FormRegistry(forms_dir)
+        self.forms_dir = Path(forms_dir)
+        self.clock: Clock = clock or utcnow
+        self._session_factory = session
+        self._specs: dict[str, tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]] = {}
+        self._definition_hash: dict[int, str] = {}
+        self._cache: OrderedDict[int, tuple[int, Instance]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.script_engine = SandboxedScriptEngine(clock=self.now, service_handler=self._call_service)
+
+    # -- infrastructure -------------------------------------------------------------------
+    @property
+    def session(self) -> Session:
+        return self._session_factory() if self._session_factory else db.session
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def _audit(self, actor: str, event: str, instance_id: int | None, task_id: str | None = None,
+               **detail: Any) -> dict[str, Any]:
+        return {"at": self.now(), "actor": actor, "event": event, "instance_id": instance_id,
+                "task_id": task_id, "detail": _jsonable(detail)}
+
+    def _write_audit(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(insert(AuditEvent), rows)
+
+    # -- deployments ----------------------------------------------------------------------
+    def deploy(self, files: dict[str, bytes], actor: Actor = SYSTEM) -> DeployResult:
+        """Parse, validate and lint the files; store a new version of every changed process."""
+        from .specs import parse_files
+
+        digest = hashlib.sha256()
+        for name in sorted(files):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+        content_hash = digest.hexdigest()
+        session = self.session
+        existing = session.scalar(select(Deployment).where(Deployment.content_hash == content_hash))
+        if existing is not None:
+            return DeployResult(existing.id, content_hash, False, {}, [])
+        bundle = parse_files(files, self.forms_dir)
+        self._check_operations(bundle)
+        now = self.now()
+        deployment = Deployment(content_hash=content_hash, deployed_by=actor.username, deployed_at=now)
+        session.add(deployment)
+        session.flush()
+        for name in sorted(files):
+            session.add(DeploymentFile(deployment_id=deployment.id, name=name,
+                                       sha256=hashlib.sha256(files[name]).hexdigest(), content=files[name]))
+        new_versions: dict[str, int] = {}
+        unchanged: list[str] = []
+        for process_id in sorted(bundle.processes):
+            spec = bundle.processes[process_id]
+            spec_json = dump_spec(spec, bundle.subprocess_specs.get(process_id, {}))
+            spec_hash = hashlib.sha256(spec_json.encode()).hexdigest()
+            latest = self._latest_definition(process_id)
+            if latest is not None and latest.spec_hash == spec_hash:
+                unchanged.append(process_id)
+                continue
+            version = (latest.version + 1) if latest is not None else 1
+            session.add(ProcessDefinition(
+                process_id=process_id, version=version, name=spec.description or process_id,
+                deployment_id=deployment.id, file_name=bundle.process_files.get(process_id, ""),
+                spec_hash=spec_hash, spec_json=spec_json, created_at=now,
+            ))
+            new_versions[process_id] = version
+        self._write_audit([self._audit(actor.username, "deployed", None, deployment=deployment.id,
+                                       new_versions=new_versions, files=sorted(files))])
+        session.commit()
+        return DeployResult(deployment.id, content_hash, True, new_versions, unchanged)
+
+    def _check_operations(self, bundle: Any) -> None:
+        known = registered_operations()
+        problems = []
+        for process_id, spec in bundle.processes.items():
+            specs = [spec, *bundle.subprocess_specs.get(process_id, {}).values()]
+            for proc in specs:
+                for task_spec in proc.task_specs.values():
+                    name = getattr(task_spec, "operation_name", None)
+                    if name and name not in known:
+                        file = bundle.process_files.get(proc.name, proc.file or "")
+                        problems.append(errors.ProcessFileError(
+                            Path(file).name, bundle.line_of(file, task_spec.bpmn_id)
+                            if hasattr(bundle, "line_of") else None, task_spec.bpmn_id,
+                            f"service task calls operation {name!r}, which is not registered with the engine"))
+        if problems:
+            raise errors.ProcessFileErrors(sorted(set(problems), key=str))
+
+    def _latest_definition(self, process_id: str) -> ProcessDefinition | None:
+        return self.session.scalar(
+            select(ProcessDefinition).where(ProcessDefinition.process_id == process_id)
+            .order_by(ProcessDefinition.version.desc()).limit(1)
+        )
+
+    def _spec_for(self, definition_id: int) -> tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]:
+        spec_hash = self._definition_hash.get(definition_id)
+        if spec_hash is not None and spec_hash in self._specs:
+            return self._specs[spec_hash]
+        row = self.session.execute(
+            select(ProcessDefinition.spec_hash, ProcessDefinition.spec_json)
+            .where(ProcessDefinition.id == definition_id)
+        ).one()
+        with self._lock:
+            if row.spec_hash not in self._specs:
+                self._specs[row.spec_hash] = load_spec(row.spec_json)
+            self._definition_hash[definition_id] = row.spec_hash
+        return self._specs[row.spec_hash]
+
+    # -- loading and saving instances ---------------------------------------------------------
+    def _load(self, instance_id: int) -> _Step:
+        row = self.session.get(ProcessInstance, instance_id)
+        if row is None:
+            raise errors.NotFound(f"process instance {instance_id} does not exist")
+        with self._lock:
+            cached = self._cache.pop(instance_id, None)
+        if cached is not None and cached[0] == row.revision:
+            inst = cached[1]
+        else:
+            spec, subs = self._spec_for(row.definition_id)
+            wf = load_state(row.state, spec, subs, row.serializer_version)
+            inst = Instance(wf, self.script_engine)
+        return self._step(row, inst)
+
+    def _step(self, row: ProcessInstance, inst: Instance) -> _Step:
+        return _Step(
+            row=row,
+            instance=inst,
+            tasks_before={str(t.id) for t in inst.ready_user_tasks()},
+            timers_before={t.task_id: t for t in inst.waiting_timers()},
+            messages_before={m.task_id: m for m in inst.waiting_messages()},
+        )
+
+    def _run(self, step: _Step, action: Callable[[], None]) -> None:
+        """Run `action` on the workflow; an exception becomes an incident, not a lost step."""
+        token = _command_row.set(step.row)
+        try:
+            with engine_clock(self.now):
+                action()
+        except errors.EngineError:
+            raise
+        except Exception as exc:
+            failed = next(
+                (t for t in step.instance._all_tasks() if t.state == TaskState.ERROR), None
+            )
+            message = _error_message(exc)
+            step.incident = (
+                str(failed.id) if failed else None,
+                (failed.task_spec.bpmn_id or failed.task_spec.name) if failed else None,
+                message,
+                traceback.format_exc(),
+            )
+        finally:
+            _command_row.reset(token)
+
+    def _save(self, step: _Step, actor: str, *, new: bool = False, status: str | None = None) -> None:
+        """Write the instance and everything derived from it; conditional on the revision."""
+        session = self.session
+        row, inst, now = step.row, step.instance, self.now()
+        with engine_clock(self.now):
+            ready = inst.ready_user_tasks()
+        if status is None:
+            if step.incident is not None:
+                status = "error"
+            elif inst.completed:
+                status = "completed"
+            elif ready:
+                status = "running"
+            else:
+                status = "waiting"
+        state = dump_state(inst.workflow)
+        values: dict[str, Any] = {"state": state, "status": status, "updated_at": now,
+                                  "revision": row.revision + 1, "serializer_version": SERIALIZER_VERSION}
+        if status == "completed":
+            values["completed_at"] = now
+        result = session.execute(
+            update(ProcessInstance)
+            .where(ProcessInstance.id == row.id, ProcessInstance.revision == row.revision)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise errors.Conflict(f"process instance {row.id} was changed meanwhile; nothing was changed")
+        new_revision = row.revision + 1
+        self._sync_tasks(step, ready, actor, now)
+        self._sync_timers(step, now)
+        self._sync_messages(step, now)
+        if step.incident is not None:
+            task_id, spec_id, message, tb = step.incident
+            session.add(Incident(instance_id=row.id, task_id=task_id, spec_id=spec_id, message=message,
+                                 traceback=tb, created_at=now))
+            step.audit.append(self._audit(actor, "incident", row.id, task_id, spec=spec_id, message=message))
+        if status == "completed" and row.status != "completed":
+            step.audit.append(self._audit(actor, "completed", row.id))
+        self._write_audit(step.audit)
+        session.commit()
+        session.expire(row)
+        if status not in ("completed", "cancelled"):
+            with self._lock:
+                self._cache[row.id] = (new_revision, inst)
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+
+    def _sync_tasks(self, step: _Step, ready: list[Any], actor: str, now: datetime) -> None:
+        session, row, inst = self.session, step.row, step.instance
+        after = {str(t.id): t for t in ready}
+        gone = step.tasks_before - set(after) - {step.completed_task or ""}
+        if gone:
+            session.execute(
+                update(HumanTask)
+                .where(HumanTask.task_id.in_(gone), HumanTask.status.in_(OPEN_STATES))
+                .values(status="cancelled", completed_at=now, revision=HumanTask.revision + 1)
+                .execution_options(synchronize_session=False)
+            )
+        new_rows = []
+        with engine_clock(self.now):
+            for task_id in sorted(set(after) - step.tasks_before):
+                info = inst.describe(after[task_id], now)
+                new_rows.append({
+                    "instance_id": row.id, "task_id": info.task_id, "spec_id": info.spec_id,
+                    "process_id": info.process_id, "title": info.title, "role": info.role,
+                    "assignee": info.assignee, "excluded": _excluded_text(info.excluded_users),
+                    "form_ref": info.form_ref, "status": "claimed" if info.assignee else "open",
+                    "priority": info.priority, "priority_rank": 1000 - info.priority,
+                    "due_at": info.due_at, "due_key": info.due_at or NO_DUE, "created_at": now,
+                    "document_type": info.document_type, "document_key": info.document_key,
+                    "business_key": row.business_key, "revision": 1,
+                })
+                step.audit.append(self._audit(actor, "task_created", row.id, info.task_id,
+                                              spec=info.spec_id, role=info.role, assignee=info.assignee))
+        if new_rows:
+            session.execute(insert(HumanTask), new_rows)
+
+    def _sync_timers(self, step: _Step, now: datetime) -> None:
+        session, row = self.session, step.row
+        after = {t.task_id: t for t in step.instance.waiting_timers()} if not step.instance.completed else {}
+        before = step.timers_before
+        stale = [tid for tid, t in before.items() if after.get(tid) != t]
+        fresh = [t for tid, t in after.items() if before.get(tid) != t]
+        if stale:
+            session.execute(delete(Timer).where(Timer.instance_id == row.id, Timer.task_id.in_(stale)))
+        if fresh:
+            session.execute(insert(Timer), [
+                {"instance_id": row.id, "task_id": t.task_id, "spec_id": t.spec_id, "kind": t.kind,
+                 "due_at": t.due_at, "status": "pending"} for t in fresh
+            ])
+
+    def _sync_messages(self, step: _Step, now: datetime) -> None:
+        session, row = self.session, step.row
+        after = {m.task_id: m for m in step.instance.waiting_messages()} if not step.instance.completed else {}
+        before = step.messages_before
+        stale = [tid for tid, m in before.items() if after.get(tid) != m]
+        fresh = [m for tid, m in after.items() if before.get(tid) != m]
+        if stale:
+            session.execute(delete(MessageWait).where(MessageWait.instance_id == row.id,
+                                                      MessageWait.task_id.in_(stale)))
+        if fresh:
+            session.execute(insert(MessageWait), [
+                {"instance_id": row.id, "task_id": m.task_id, "message_name": m.name,
+                 "correlation_key": m.correlation_key, "created_at": now} for m in fresh
+            ])
+
+    def _evict(self, instance_id: int) -> None:
+        with self._lock:
+            self._cache.pop(instance_id, None)
+
+    def _abort(self, instance_id: int | None = None) -> None:
+        self.session.rollback()
+        if instance_id is not None:
+            self._evict(instance_id)
+
+    # -- service tasks -------------------------------------------------------------------------
+    def _call_service(self, task: Any, operation_name: str, params: dict[str, Any]) -> Any:
+        row = _command_row.get()
+        func = get_operation(operation_name)
+        ctx = OperationContext(
+            instance_id=row.id if row is not None else 0,
+            process_id=task.workflow.spec.name,
+            task_spec_id=task.task_spec.bpmn_id or task.task_spec.name,
+            now=self.now(),
+            data=task.data,
+            business_key=row.business_key if row is not None else None,
+        )
+        return func(ctx, **{name: p["value"] for name, p in params.items()})
+
+    # -- instances --------------------------------------------------------------------------------
+    def start_process(
+        self, process_id: str, data: dict[str, Any], actor: Actor, business_key: str | None = None
+    ) -> int:
+        """Start the latest version of a process and run it to its first wait state."""
+        definition = self._latest_definition(process_id)
+        if definition is None:
+            raise errors.NotFound(f"process {process_id!r} is not deployed")
+        spec, subs = self._spec_for(definition.id)
+        now = self.now()
+        start_data = dict(data)
+        start_data.update(started_by=actor.username, business_key=business_key, completed_by={})
+        with engine_clock(self.now):
+            inst = Instance.start(spec, subs, self.script_engine, start_data)
+        row = ProcessInstance(
+            definition_id=definition.id, process_id=process_id, process_version=definition.version,
+            status="running", business_key=business_key, revision=0, started_by=actor.username,
+            started_at=now, updated_at=now, serializer_version=SERIALIZER_VERSION, state="{}",
+        )
+        session = self.session
+        try:
+            session.add(row)
+            session.flush()
+            step = self._step(row, inst)
+            step.tasks_before, step.timers_before, step.messages_before = set(), {}, {}
+            step.audit.append(self._audit(actor.username, "started", row.id, process=process_id,
+                                          version=definition.version, business_key=business_key))
+            self._run(step, inst.run)
+            self._save(step, actor.username, new=True)
+        except BaseException:
+            self._abort(row.id)
+            raise
+        return row.id
+
+    def instance(self, instance_id: int) -> ProcessInstance:
+        row = self.session.get(ProcessInstance, instance_id)
+        if row is None:
+            raise errors.NotFound(f"process instance {instance_id} does not exist")
+        return row
+
+    def instance_data(self, instance_id: int) -> dict[str, Any]:
+        """The current data of an instance (its last completed step)."""
+        step = self._load(instance_id)
+        try:
+            wf = step.instance.workflow
+            if wf.completed:
+                return dict(wf.data)
+            last = wf.last_task or wf.task_tree
+            data = dict(last.data)
+            for task in step.instance.ready_user_tasks():
+                data.update(task.data)
+            return data
+        finally:
+            self._abort(instance_id)
+
+    # -- human tasks ---------------------------------------------------------------------------------
+    def task(self, task_id: int) -> TaskView:
+        row = self.session.get(HumanTask, task_id)
+        if row is None:
+            raise errors.NotFound(f"task {task_id} does not exist")
+        return _view(row)
+
+    def may_act(self, actor: Actor, task: TaskView | HumanTask) -> bool:
+        excluded = task.excluded_users if isinstance(task, TaskView) else _excluded_list(task.excluded)
+        if actor.username in excluded:
+            return False
+        if task.assignee is not None:
+            return task.assignee == actor.username
+        return task.role is not None and task.role in actor.roles
+
+    def _check_may_act(self, actor: Actor, row: HumanTask, verb: str) -> None:
+        if actor.username in _excluded_list(row.excluded):
+            raise errors.Forbidden(
+                f"{actor.username} may not {verb} task {row.id} ({row.title}): four-eyes rule, "
+                f"{actor.username} is excluded from it"
+            )
+        if row.assignee is not None and row.assignee != actor.username:
+            raise errors.Forbidden(f"task {row.id} ({row.title}) is assigned to {row.assignee}")
+        if row.assignee is None and row.role not in actor.roles:
+            raise errors.Forbidden(f"task {row.id} ({row.title}) is for role {row.role!r}")
+
+    def _open_task(self, task_id: int) -> HumanTask:
+        row = self.session.get(HumanTask, task_id)
+        if row is None:
+            raise errors.NotFound(f"task {task_id} does not exist")
+        if row.status == "completed":
+            raise errors.Conflict(
+                f"task {task_id} ({row.title}) was already completed by {row.completed_by} "
+                f"at {_aware(row.completed_at).isoformat() if row.completed_at else '?'}"
+            )
+        if row.status not in OPEN_STATES:
+            raise errors.Conflict(f"task {task_id} ({row.title}) is {row.status}")
+        return row
+
+    def claim_task(self, task_id: int, actor: Actor) -> TaskView:
+        try:
+            row = self._open_task(task_id)
+            if row.assignee == actor.username:
+                return _view(row)
+            if row.assignee is not None:
+                raise errors.Conflict(f"task {task_id} ({row.title}) is already claimed by {row.assignee}")
+            self._check_may_act(actor, row, "claim")
+            self._conditional_task_update(row, assignee=actor.username, status="claimed",
+                                          claimed_at=self.now())
+            self._write_audit([self._audit(actor.username, "task_claimed", row.instance_id, row.task_id,
+                                           task=row.id)])
+            self.session.commit()
+        except BaseException:
+            self._abort()
+            raise
+        return self.task(task_id)
+
+    def unclaim_task(self, task_id: int, actor: Actor) -> TaskView:
+        try:
+            row = self._open_task(task_id)
+            if row.assignee is None:
+                return _view(row)
+            if row.assignee != actor.username and "admin" not in actor.roles:
+                raise errors.Forbidden(f"task {task_id} is claimed by {row.assignee}, not by {actor.username}")
+            previous = row.assignee
+            self._conditional_task_update(row, assignee=None, status="open", claimed_at=None)
+            self._write_audit([self._audit(actor.username, "task_unclaimed", row.instance_id, row.task_id,
+                                           task=row.id, previous_assignee=previous)])
+            self.session.commit()
+        except BaseException:
+            self._abort()
+            raise
+        return self.task(task_id)
+
+    def _conditional_task_update(self, row: HumanTask, **values: Any) -> None:
+        result = self.session.execute(
+            update(HumanTask)
+            .where(HumanTask.id == row.id, HumanTask.revision == row.revision,
+                   HumanTask.status.in_(OPEN_STATES))
+            .values(revision=row.revision + 1, **values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise errors.Conflict(f"task {row.id} ({row.title}) was changed meanwhile; nothing was changed")
+
+    def complete_task(self, task_id: int, actor: Actor, data: dict[str, Any]) -> int:
+        """Complete an open task with form data; returns the instance id."""
+        instance_id = None
+        try:
+            row = self._open_task(task_id)
+            instance_id = row.instance_id
+            self._check_may_act(actor, row, "complete")
+            clean = self.forms.validate(row.form_ref, data)
+            step = self._load(row.instance_id)
+            if step.row.status in ("suspended", "cancelled", "error", "completed"):
+                raise errors.InvalidState(
+                    f"process instance {row.instance_id} is {step.row.status}; task {task_id} cannot be completed"
+                )
+            task = step.instance.task(row.task_id)
+            if task is None or task.state != TaskState.READY:
+                raise errors.Conflict(f"task {task_id} ({row.title}) is no longer ready in its process")
+            completed_by = dict(task.data.get("completed_by") or {})
+            completed_by[row.spec_id] = actor.username
+            step.completed_task = row.task_id
+            self._conditional_task_update(row, status="completed", completed_by=actor.username,
+                                          completed_at=self.now())
+            step.audit.append(self._audit(actor.username, "task_completed", row.instance_id, row.task_id,
+                                          task=row.id, spec=row.spec_id, data=clean))
+            self._run(step, lambda: step.instance.complete_user_task(
+                task, {**clean, "completed_by": completed_by}))
+            self._save(step, actor.username)
+        except BaseException:
+            self._abort(instance_id)
+            raise
+        return row.instance_id
+
+    def tasks_for(
+        self,
+        actor: Actor,
+        *,
+        role: str | None = None,
+        process_id: str | None = None,
+        overdue: bool = False,
+        text: str | None = None,
+        sort: str = "due",
+        cursor: str | None = None,
+        limit: int = 50,
+        include_claimed_by_others: bool = False,
+    ) -> TaskPage:
+        """The actor's inbox: assigned to them, or open to one of their roles and not excluding them."""
+        keys = {"due": (HumanTask.due_key, HumanTask.id), "priority": (HumanTask.priority_rank, HumanTask.id),
+                "age": (HumanTask.created_at, HumanTask.id)}
+        if sort not in keys:
+            raise errors.InvalidData([errors.FieldError("sort", f"unknown sort {sort!r}; use due, priority or age")])
+        sort_col, id_col = keys[sort]
+        roles = sorted(actor.roles if role is None else ({role} & actor.roles))
+        now = self.now()
+
+        def common(q: Any) -> Any:
+            q = q.where(HumanTask.excluded.notlike(f"%|{_like_escape(actor.username)}|%", escape="\\"))
+            if process_id:
+                q = q.where(HumanTask.process_id == process_id)
+            if overdue:
+                q = q.where(HumanTask.due_key < now)
+            if text:
+                pattern = f"%{_like_escape(text)}%"
+                q = q.where(or_(HumanTask.title.ilike(pattern, escape="\\"),
+                                HumanTask.business_key.ilike(pattern, escape="\\"),
+                                HumanTask.document_key.ilike(pattern, escape="\\")))
+            if cursor:
+                last_key, last_id = _decode_cursor(cursor, sort)
+                q = q.where(tuple_(sort_col, id_col) > tuple_(literal(last_key, sort_col.type), literal(last_id)))
+            return q.order_by(sort_col, id_col).limit(limit + 1)
+
+        parts = []
+        for r in roles:
+            status_cond = (HumanTask.status.in_(OPEN_STATES) if include_claimed_by_others
+                           else HumanTask.status == "open")
+            parts.append(common(select(HumanTask.id, sort_col.label("k")).where(
+                HumanTask.role == r, status_cond)))
+        if role is None or include_claimed_by_others is False:
+            parts.append(common(select(HumanTask.id, sort_col.label("k")).where(
+                HumanTask.assignee == actor.username, HumanTask.status.in_(OPEN_STATES))))
+        if not parts:
+            return TaskPage([], None)
+        sub = union_all(*[p.subquery().select() for p in parts]).subquery()
+        ids_q = select(sub.c.id, sub.c.k).distinct().order_by(sub.c.k, sub.c.id).limit(limit + 1)
+        ids = [r.id for r in self.session.execute(ids_q)]
+        rows = {r.id: r for r in self.session.scalars(select(HumanTask).where(HumanTask.id.in_(ids)))}
+        views = [_view(rows[i]) for i in ids if i in rows]
+        if role is not None:
+            views = [v for v in views if v.role == role or v.assignee == actor.username]
+        next_cursor = None
+        if len(views) > limit:
+            views = views[:limit]
+            last = views[-1]
+            next_cursor = _encode_cursor(sort, last)
+        return TaskPage(views, next_cursor)
+
+    def task_counts(self, actor: Actor) -> dict[str, int]:
+        """Open tasks per role of the actor, plus `mine` for tasks assigned to them."""
+        counts: dict[str, int] = {}
+        q = (select(HumanTask.role, func.count()).where(HumanTask.role.in_(sorted(actor.roles)),
+                                                      HumanTask.status == "open",
+                                                      HumanTask.excluded.notlike(f"%|{actor.username}|%"))
+             .group_by(HumanTask.role))
+        for r, n in self.session.execute(q):
+            counts[r] = n
+        counts["mine"] = self.session.scalar(select(func.count()).where(
+            HumanTask.assignee == actor.username, HumanTask.status.in_(OPEN_STATES))) or 0
+        return counts
+
+    # -- timers ---------------------------------------------------------------------------------------
+    def _claim_due_timers(self, now: datetime, limit: int) -> list[tuple[int, int]]:
+        session = self.session
+        due = or_(Timer.status == "pending", and_(Timer.status == "claimed", Timer.claimed_until < now))
+        candidates = select(Timer.id).where(due, Timer.due_at <= now).order_by(Timer.due_at).limit(limit)
+        if is_postgres():
+            candidates = candidates.with_for_update(skip_locked=True)
+        lease = datetime.fromtimestamp(now.timestamp() + CLAIM_LEASE_SECONDS, timezone.utc)
+        result = session.execute(
+            update(Timer).where(Timer.id.in_(candidates.scalar_subquery()), due)
+            .values(status="claimed", claimed_by=self.worker_id, claimed_until=lease)
+            .returning(Timer.id, Timer.instance_id)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = [(r.id, r.instance_id) for r in result]
+        session.commit()
+        return claimed
+
+    def fire_due_timers(self, now: datetime | None = None, limit: int = 500) -> int:
+        """Fire every timer due at `now`; returns how many instances were advanced.
+
+        Rows are claimed atomically first, so two schedulers never fire one timer; each
+        instance commits on its own and a failing one becomes an incident without stopping
+        the others.
+        """
+        now = now or self.now()
+        fired = 0
+        while True:
+            claimed = self._claim_due_timers(now, limit)
+            if not claimed:
+                return fired
+            by_instance: dict[int, list[int]] = {}
+            for timer_id, instance_id in claimed:
+                by_instance.setdefault(instance_id, []).append(timer_id)
+            for instance_id, timer_ids in by_instance.items():
+                if self._fire_instance_timers(instance_id, timer_ids, now):
+                    fired += 1
+            if len(claimed) < limit:
+                return fired
+
+    def _fire_instance_timers(self, instance_id: int, timer_ids: list[int], now: datetime) -> bool:
+        clock = self.clock
+        self.clock = lambda: now
+        try:
+            step = self._load(instance_id)
+            if step.row.status not in ("running", "waiting"):
+                self.session.execute(update(Timer).where(Timer.id.in_(timer_ids))
+                                     .values(status="held", claimed_by=None, claimed_until=None))
+                self.session.commit()
+                self._evict(instance_id)
+                return False
+            due = [t for t in step.timers_before.values() if t.due_at <= now]
+            step.audit.extend(self._audit("scheduler", "timer_fired", instance_id, t.task_id, spec=t.spec_id,
+                                          kind=t.kind, due_at=t.due_at.isoformat()) for t in due)
+
+            def fire() -> None:
+                step.instance.fire_timers()
+                step.instance.skip_missed_cycles(now)
+
+            self._run(step, fire)
+            self.session.execute(delete(Timer).where(Timer.id.in_(timer_ids)))
+            # rows deleted above are re-created by the sync for timers still waiting
+            step.timers_before = {k: v for k, v in step.timers_before.items() if v.due_at > now}
+            self._save(step, "scheduler")
+            return True
+        except errors.Conflict:
+            self._abort(instance_id)
+            self.session.execute(update(Timer).where(Timer.id.in_(timer_ids), Timer.status == "claimed")
+                                 .values(status="pending", claimed_by=None, claimed_until=None))
+            self.session.commit()
+            return False
+        except Exception as exc:  # the instance could not even be loaded: an incident, then go on
+            log.exception("timer firing failed for instance %s", instance_id)
+            self._abort(instance_id)
+            self._record_failure(instance_id, exc, timer_ids)
+            return False
+        finally:
+            self.clock = clock
+
+    def _record_failure(self, instance_id: int, exc: BaseException, timer_ids: list[int]) -> None:
+        session, now = self.session, self.now()
+        session.add(Incident(instance_id=instance_id, message=_error_message(exc),
+                             traceback=traceback.format_exc(), created_at=now))
+        session.execute(update(ProcessInstance).where(ProcessInstance.id == instance_id)
+                        .values(status="error", revision=ProcessInstance.revision + 1, updated_at=now))
+        session.execute(update(Timer).where(Timer.id.in_(timer_ids))
+                        .values(status="held", claimed_by=None, claimed_until=None))
+        self._write_audit([self._audit("scheduler", "incident", instance_id, message=_error_message(exc))])
+        session.commit()
+
+    def next_timer_due(self) -> datetime | None:
+        value = self.session.scalar(select(func.min(Timer.due_at)).where(Timer.status == "pending"))
+        return _aware(value) if value is not None else None
+
+    # -- messages ----------------------------------------------------------------------------------
+    def correlate_message(
+        self, name: str, correlation: dict[str, Any], payload: dict[str, Any], actor: Actor = SYSTEM
+    ) -> list[int]:
+        """Deliver a message to the instance(s) waiting for it; returns their ids."""
+        key = correlation_key(correlation)
+        waits = self.session.execute(
+            select(MessageWait.instance_id, MessageWait.task_id)
+            .where(MessageWait.message_name == name, MessageWait.correlation_key == key)
+            .order_by(MessageWait.id)
+        ).all()
+        if not waits:
+            shown = ", ".join(f"{k}={v}" for k, v in correlation.items()) or "no correlation"
+            raise errors.NotWaiting(f"no instance is waiting for message {name!r} with {shown}")
+        delivered = []
+        for instance_id, task_id in waits:
+            try:
+                step = self._load(instance_id)
+                if step.row.status not in ("running", "waiting"):
+                    raise errors.InvalidState(f"process instance {instance_id} is {step.row.status}")
+                step.audit.append(self._audit(actor.username, "message_received", instance_id, task_id,
+                                              message=name, correlation=correlation, payload=payload))
+                self._run(step, lambda s=step, t=task_id: s.instance.deliver_message(t, dict(payload)))
+                self._save(step, actor.username)
+                delivered.append(instance_id)
+            except BaseException:
+                self._abort(instance_id)
+                raise
+        return delivered
+
+    # -- operations on instances ----------------------------------------------------------------------
+    def retry_incident(self, incident_id: int, actor: Actor) -> int:
+        session = self.session
+        incident = session.get(Incident, incident_id)
+        if incident is None:
+            raise errors.NotFound(f"incident {incident_id} does not exist")
+        if incident.resolved_at is not None:
+            raise errors.Conflict(f"incident {incident_id} was already resolved by {incident.resolved_by}")
+        instance_id = incident.instance_id
+        try:
+            step = self._load(instance_id)
+            if step.row.status != "error":
+                raise errors.InvalidState(f"process instance {instance_id} is {step.row.status}, not in error")
+            for task in step.instance._all_tasks():
+                if task.state == TaskState.ERROR:
+                    task._set_state(TaskState.READY)
+            incident.resolved_at, incident.resolved_by = self.now(), actor.username
+            step.audit.append(self._audit(actor.username, "retried", instance_id, incident=incident_id))
+            self._run(step, step.instance.run)
+            session.execute(update(Timer).where(Timer.instance_id == instance_id, Timer.status == "held")
+                            .values(status="pending"))
+            self._save(step, actor.username)
+        except BaseException:
+            self._abort(instance_id)
+            raise
+        return instance_id
+
+    def suspend(self, instance_id: int, actor: Actor) -> None:
+        self._set_status(instance_id, actor, "suspended", ("running", "waiting", "error"))
+
+    def resume(self, instance_id: int, actor: Actor) -> None:
+        self._set_status(instance_id, actor, "resumed", ("suspended",))
+
+    def cancel(self, instance_id: int, actor: Actor) -> None:
+        self._set_status(instance_id, actor, "cancelled", ("running", "waiting", "error", "suspended"))
+
+    def _set_status(self, instance_id: int, actor: Actor, event: str, allowed: tuple[str, ...]) -> None:
+        session = self.session
+        try:
+            step = self._load(instance_id)
+            row = step.row
+            if row.status not in allowed:
+                raise errors.InvalidState(f"process instance {instance_id} is {row.status}; cannot be {event}")
+            step.audit.append(self._audit(actor.username, event, instance_id, previous=row.status))
+            now = self.now()
+            if event == "suspended":
+                session.execute(update(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                        HumanTask.status.in_(OPEN_STATES))
+                                .values(status="suspended", revision=HumanTask.revision + 1))
+                session.execute(update(Timer).where(Timer.instance_id == instance_id).values(status="held"))
+                self._save(step, actor.username, status="suspended")
+            elif event == "resumed":
+                session.execute(update(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                        HumanTask.status == "suspended")
+                                .values(status="open", assignee=None, revision=HumanTask.revision + 1))
+                session.execute(update(Timer).where(Timer.instance_id == instance_id).values(status="pending"))
+                has_incident = session.scalar(select(func.count()).where(
+                    Incident.instance_id == instance_id, Incident.resolved_at.is_(None)))
+                self._save(step, actor.username, status="error" if has_incident else None)
+            else:
+                step.instance.cancel()
+                session.execute(update(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                        HumanTask.status.in_((*OPEN_STATES, "suspended")))
+                                .values(status="cancelled", completed_at=now, revision=HumanTask.revision + 1))
+                step.tasks_before = set()
+                self._save(step, actor.username, status="cancelled")
+        except BaseException:
+            self._abort(instance_id)
+            raise
+
+    def incidents(self, instance_id: int | None = None, open_only: bool = True) -> list[Incident]:
+        q = select(Incident).order_by(Incident.id)
+        if instance_id is not None:
+            q = q.where(Incident.instance_id == instance_id)
+        if open_only:
+            q = q.where(Incident.resolved_at.is_(None))
+        return list(self.session.scalars(q))
+
+    def audit_trail(self, instance_id: int) -> list[AuditEvent]:
+        return list(self.session.scalars(
+            select(AuditEvent).where(AuditEvent.instance_id == instance_id).order_by(AuditEvent.id)))
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def _excluded_list(text: str | None) -> tuple[str, ...]:
+    return tuple(p for p in (text or "").split("|") if p)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _view(row: HumanTask) -> TaskView:
+    return TaskView(
+        id=row.id, instance_id=row.instance_id, process_id=row.process_id, spec_id=row.spec_id,
+        title=row.title, role=row.role, assignee=row.assignee, status=row.status, priority=row.priority,
+        due_at=_aware(row.due_at) if row.due_at else None, created_at=_aware(row.created_at),
+        form_ref=row.form_ref, document_type=row.document_type, document_key=row.document_key,
+        business_key=row.business_key, excluded_users=_excluded_list(row.excluded),
+    )
+
+
+def _encode_cursor(sort: str, view: TaskView) -> str:
+    if sort == "due":
+        key: Any = (view.due_at or NO_DUE).isoformat()
+    elif sort == "priority":
+        key = 1000 - view.priority
+    else:
+        key = view.created_at.isoformat()
+    return base64.urlsafe_b64encode(json.dumps([key, view.id]).encode()).decode()
+
+
+def _decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
+    try:
+        key, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if sort in ("due", "age"):
+            key = datetime.fromisoformat(key)
+        return key, int(last_id)
+    except Exception:
+        raise errors.InvalidData([errors.FieldError("cursor", "not a valid page cursor")]) from None
+
+
+def _error_message(exc: BaseException) -> str:
+    parts = [f"{type(exc).__name__}: {exc}"]
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) not in parts[0]:
+        parts.append(f"caused by {type(cause).__name__}: {cause}")
+    notes = getattr(exc, "__notes__", None)
+    if notes:
+        parts.extend(notes)
+    return " — ".join(parts)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,61 @@
+"""The APScheduler tick. The database is the schedule: the tick only asks the engine to fire
+what is due (APScheduler job stores cannot be shared between processes; the timer table can)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TICK_SECONDS = 0.5
+
+
+def tick(app: Any) -> int:
+    """One tick: fire every due timer. Enters the app context itself."""
+    with app.app_context():
+        engine = app.extensions["engine"]
+        try:
+            return int(engine.fire_due_timers())
+        except Exception:
+            log.exception("scheduler tick failed")
+            engine.session.rollback()
+            return 0
+        finally:
+            engine.session.remove() if hasattr(engine.session, "remove") else None
+
+
+def _add_job(scheduler: Any, app: Any, seconds: float) -> None:
+    scheduler.add_job(tick, "interval", args=[app], seconds=seconds, id="fire_due_timers",
+                      max_instances=1, coalesce=True, misfire_grace_time=None)
+
+
+def start_background(app: Any, seconds: float = DEFAULT_TICK_SECONDS) -> BackgroundScheduler:
+    """A scheduler thread inside the web process (the demo)."""
+    scheduler = BackgroundScheduler(daemon=True)
+    _add_job(scheduler, app, seconds)
+    scheduler.start()
+    tick(app)  # timers that fell due while everything was down fire once at start-up
+    return scheduler
+
+
+def run_forever(app: Any, seconds: float = DEFAULT_TICK_SECONDS, stop: threading.Event | None = None) -> None:
+    """`backoffice scheduler`: its own process in production; several may run on PostgreSQL."""
+    tick(app)
+    if stop is not None:
+        scheduler = BackgroundScheduler()
+        _add_job(scheduler, app, seconds)
+        scheduler.start()
+        stop.wait()
+        scheduler.shutdown()
+        return
+    blocking = BlockingScheduler()
+    _add_job(blocking, app, seconds)
+    signal.signal(signal.SIGTERM, lambda *_: blocking.shutdown(wait=False))
+    log.info("scheduler ticking every %ss", seconds)
+    blocking.start()
