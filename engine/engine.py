@@ -727,11 +727,7 @@ class Engine:
             step.audit.extend(self._audit("scheduler", "timer_fired", instance_id, t.task_id, spec=t.spec_id,
                                           kind=t.kind, due_at=t.due_at.isoformat()) for t in due)
 
-            def fire() -> None:
-                step.instance.fire_timers()
-                step.instance.skip_missed_cycles(now)
-
-            self._run(step, fire)
+            self._run(step, lambda: step.instance.fire_timers(now))
             self.session.execute(delete(Timer).where(Timer.id.in_(timer_ids)))
             # rows deleted above are re-created by the sync for timers still waiting
             step.timers_before = {k: v for k, v in step.timers_before.items() if v.due_at > now}

@@ -172,7 +172,8 @@ class Instance:
         task.run()
         self.run()
 
-    def fire_timers(self) -> None:
+    def fire_timers(self, now: datetime) -> None:
+        self.collapse_missed_cycles(now)
         self.workflow.refresh_timers()
         self.run()
 
@@ -216,8 +217,8 @@ class Instance:
                                     due.astimezone(timezone.utc)))
         return timers
 
-    def skip_missed_cycles(self, now: datetime) -> None:
-        """After a cycle fired, a cycle missed while the system was down is not replayed."""
+    def collapse_missed_cycles(self, now: datetime) -> None:
+        """Cycles missed while everything was down fire once, not once per missed slot."""
         for task in list(self.workflow.event_manager.tasks.values()):
             definition = getattr(task.task_spec, "event_definition", None)
             if not isinstance(definition, CycleTimerEventDefinition):
@@ -227,7 +228,7 @@ class Instance:
                 continue
             nxt = datetime.fromisoformat(value["next"])
             step = timedelta(seconds=value["duration"])
-            while nxt <= now:
+            while nxt + step <= now:
                 nxt += step
             value["next"] = nxt.isoformat()
 

@@ -286,7 +286,8 @@ class _Linter:
         base = line if line is not None else _line(element)
         match = _SCRIPT_LINE.match(problem)
         if match is not None:
-            problem = problem[match.end() :]
+            # The file line replaces the script line; the sandbox may list several problems of that line.
+            problem = problem[match.end() :].replace(f"; {match.group(0)}", "; ")
             if base is not None:
                 offset = int(match.group(1)) - 1
                 if mode == "eval":  # the sandbox strips an expression before compiling it
@@ -315,10 +316,31 @@ class _Linter:
         for process in processes:
             self._lint_process(doc, process, lanes, outgoing)
 
+        self._lint_shadowed_ids(doc)
         for element in root.iter(f"{{{BPMN_NS}}}dataStore", f"{{{BPMN_NS}}}dataStoreReference"):
             self.report.error(doc, element, "data stores are not supported")
         for prop in root.iter(f"{{{BPMN_NS}}}correlationProperty"):
             self._lint_correlation_property(doc, prop)
+
+    def _lint_shadowed_ids(self, doc: _Document) -> None:
+        """SpiffWorkflow indexes every element with an id, extension elements included, by that id."""
+        for process in doc.top_processes():
+            seen: dict[str, etree._Element] = {}
+            for element in process.iter():
+                element_id = element.get("id") if isinstance(element.tag, str) else None
+                if not element_id:
+                    continue
+                first = seen.setdefault(element_id, element)
+                if first is element or (_is_bpmn(first) and _is_bpmn(element)):
+                    continue  # the same element, or a plain duplicate id (the XSD reports those)
+                bpmn = first if _is_bpmn(first) else element
+                other = element if bpmn is first else first
+                self.report.error(
+                    doc,
+                    bpmn,
+                    f"id '{element_id}' is also used by {_shorten(str(other.tag))} on line {_line(other)}; "
+                    "SpiffWorkflow mixes elements with the same id up: rename one",
+                )
 
     def _lanes(self, doc: _Document) -> dict[str, str | None]:
         # Same rule as SpiffWorkflow: the last flowNodeRef of a node wins (child lanes follow parents).
@@ -411,8 +433,8 @@ class _Linter:
         extensions = element.find(f"{{{BPMN_NS}}}extensionElements")
         if extensions is not None:
             for name in ("preScript", "postScript"):
-                for script in extensions.findall(f"{{{SPIFF_NS}}}{name}"):
-                    self._check_code(doc, element, script.text, "exec", name, line=_line(script))
+                for hook in extensions.findall(f"{{{SPIFF_NS}}}{name}"):
+                    self._check_code(doc, element, hook.text, "exec", name, line=_line(hook))
             for payload in extensions.iter(f"{{{SPIFF_NS}}}messagePayload"):
                 self._check_code(doc, element, payload.text, "eval", "message payload", line=_line(payload))
 
@@ -463,7 +485,8 @@ class _Linter:
             self.report.warning(
                 doc,
                 flow,
-                "this condition is ignored: only flows leaving an exclusive or inclusive gateway are conditional",
+                "this condition is ignored: only flows leaving an exclusive or inclusive gateway "
+                "are conditional",
                 line=_line(condition),
             )
 
@@ -564,7 +587,8 @@ class _Linter:
             self.report.error(
                 doc,
                 task,
-                "business rule task names no decision: add spiffworkflow:calledDecisionId or camunda:decisionRef",
+                "business rule task names no decision: add spiffworkflow:calledDecisionId "
+                "or camunda:decisionRef",
             )
         elif decision not in self.decision_ids:
             known = ", ".join(sorted(self.decision_ids)) or "none"
@@ -626,7 +650,7 @@ class _Linter:
             text = _text(time_field)
             if text is None:
                 self.report.error(
-                    doc, event, f"timer {_local(time_field)} is empty (e.g. P3D, PT4H, R3/PT10M, a date-time)",
+                    doc, event, f"timer {_local(time_field)} is empty (e.g. P3D, PT4H, R3/PT10M, a date)",
                     line=_line(time_field),
                 )  # fmt: skip
             else:
