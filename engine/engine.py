@@ -24,7 +24,7 @@ from typing import Any
 
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import and_, delete, func, insert, literal, or_, select, tuple_, union_all, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, union_all, update
 from sqlalchemy.orm import Session
 
 from . import errors
@@ -107,10 +107,21 @@ class TaskPage:
 
 
 @dataclass
+class _InstanceRef:
+    """The columns of a process instance a command needs (no ORM object on the hot path)."""
+
+    id: int
+    revision: int
+    status: str
+    definition_id: int
+    business_key: str | None
+
+
+@dataclass
 class _Step:
     """What one command changed, to be written in its transaction."""
 
-    row: ProcessInstance
+    row: _InstanceRef
     instance: Instance
     tasks_before: set[str]
     timers_before: dict[str, TimerInfo]
@@ -120,7 +131,10 @@ class _Step:
     incident: tuple[str | None, str | None, str, str] | None = None
 
 
-_command_row: contextvars.ContextVar[ProcessInstance | None] = contextvars.ContextVar("row", default=None)
+_command_row: contextvars.ContextVar[_InstanceRef | None] = contextvars.ContextVar("row", default=None)
+_REF_COLUMNS = (ProcessInstance.id, ProcessInstance.revision, ProcessInstance.status,
+                ProcessInstance.definition_id, ProcessInstance.business_key)
+_TASK_COLUMNS = tuple(HumanTask.__table__.c)
 
 
 def _aware(value: datetime) -> datetime:
@@ -148,6 +162,7 @@ class Engine:
         self._cache: OrderedDict[int, tuple[int, Instance]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._inbox_statements: dict[tuple[Any, ...], Any] = {}
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.script_engine = SandboxedScriptEngine(clock=self.now, service_handler=self._call_service)
 
@@ -251,20 +266,28 @@ class Engine:
 
     # -- loading and saving instances ---------------------------------------------------------
     def _load(self, instance_id: int) -> _Step:
-        row = self.session.get(ProcessInstance, instance_id)
-        if row is None:
-            raise errors.NotFound(f"process instance {instance_id} does not exist")
         with self._lock:
             cached = self._cache.pop(instance_id, None)
-        if cached is not None and cached[0] == row.revision:
+        columns = _REF_COLUMNS if cached is not None else (
+            *_REF_COLUMNS, ProcessInstance.state, ProcessInstance.serializer_version)
+        found = self.session.execute(select(*columns).where(ProcessInstance.id == instance_id)).first()
+        if found is None:
+            raise errors.NotFound(f"process instance {instance_id} does not exist")
+        if cached is not None and cached[0] != found.revision:
+            cached = None
+            found = self.session.execute(select(*_REF_COLUMNS, ProcessInstance.state,
+                                                ProcessInstance.serializer_version)
+                                         .where(ProcessInstance.id == instance_id)).one()
+        row = _InstanceRef(found.id, found.revision, found.status, found.definition_id, found.business_key)
+        if cached is not None:
             inst = cached[1]
         else:
             spec, subs = self._spec_for(row.definition_id)
-            wf = load_state(row.state, spec, subs, row.serializer_version)
+            wf = load_state(found.state, spec, subs, found.serializer_version)
             inst = Instance(wf, self.script_engine)
         return self._step(row, inst)
 
-    def _step(self, row: ProcessInstance, inst: Instance) -> _Step:
+    def _step(self, row: _InstanceRef, inst: Instance) -> _Step:
         return _Step(
             row=row,
             instance=inst,
@@ -336,7 +359,7 @@ class Engine:
             step.audit.append(self._audit(actor, "completed", row.id))
         self._write_audit(step.audit)
         session.commit()
-        session.expire(row)
+        row.revision, row.status = new_revision, status
         if status not in ("completed", "cancelled"):
             with self._lock:
                 self._cache[row.id] = (new_revision, inst)
@@ -439,15 +462,15 @@ class Engine:
         start_data.update(started_by=actor.username, business_key=business_key, completed_by={})
         with engine_clock(self.now):
             inst = Instance.start(spec, subs, self.script_engine, start_data)
-        row = ProcessInstance(
-            definition_id=definition.id, process_id=process_id, process_version=definition.version,
-            status="running", business_key=business_key, revision=0, started_by=actor.username,
-            started_at=now, updated_at=now, serializer_version=SERIALIZER_VERSION, state="{}",
-        )
         session = self.session
+        row = None
         try:
-            session.add(row)
-            session.flush()
+            new_id = session.execute(insert(ProcessInstance).values(
+                definition_id=definition.id, process_id=process_id, process_version=definition.version,
+                status="running", business_key=business_key, revision=0, started_by=actor.username,
+                started_at=now, updated_at=now, serializer_version=SERIALIZER_VERSION, state="{}",
+            ).returning(ProcessInstance.id)).scalar_one()
+            row = _InstanceRef(new_id, 0, "running", definition.id, business_key)
             step = self._step(row, inst)
             step.tasks_before, step.timers_before, step.messages_before = set(), {}, {}
             step.audit.append(self._audit(actor.username, "started", row.id, process=process_id,
@@ -455,7 +478,7 @@ class Engine:
             self._run(step, inst.run)
             self._save(step, actor.username, new=True)
         except BaseException:
-            self._abort(row.id)
+            self._abort(row.id if row is not None else None)
             raise
         return row.id
 
@@ -482,7 +505,7 @@ class Engine:
 
     # -- human tasks ---------------------------------------------------------------------------------
     def task(self, task_id: int) -> TaskView:
-        row = self.session.get(HumanTask, task_id)
+        row = self.session.execute(select(*_TASK_COLUMNS).where(HumanTask.id == task_id)).first()
         if row is None:
             raise errors.NotFound(f"task {task_id} does not exist")
         return _view(row)
@@ -495,7 +518,7 @@ class Engine:
             return task.assignee == actor.username
         return task.role is not None and task.role in actor.roles
 
-    def _check_may_act(self, actor: Actor, row: HumanTask, verb: str) -> None:
+    def _check_may_act(self, actor: Actor, row: Any, verb: str) -> None:
         if actor.username in _excluded_list(row.excluded):
             raise errors.Forbidden(
                 f"{actor.username} may not {verb} task {row.id} ({row.title}): four-eyes rule, "
@@ -506,8 +529,8 @@ class Engine:
         if row.assignee is None and row.role not in actor.roles:
             raise errors.Forbidden(f"task {row.id} ({row.title}) is for role {row.role!r}")
 
-    def _open_task(self, task_id: int) -> HumanTask:
-        row = self.session.get(HumanTask, task_id)
+    def _open_task(self, task_id: int) -> Any:
+        row = self.session.execute(select(*_TASK_COLUMNS).where(HumanTask.id == task_id)).first()
         if row is None:
             raise errors.NotFound(f"task {task_id} does not exist")
         if row.status == "completed":
@@ -554,7 +577,7 @@ class Engine:
             raise
         return self.task(task_id)
 
-    def _conditional_task_update(self, row: HumanTask, **values: Any) -> None:
+    def _conditional_task_update(self, row: Any, **values: Any) -> None:
         result = self.session.execute(
             update(HumanTask)
             .where(HumanTask.id == row.id, HumanTask.revision == row.revision,
@@ -610,48 +633,33 @@ class Engine:
         include_claimed_by_others: bool = False,
     ) -> TaskPage:
         """The actor's inbox: assigned to them, or open to one of their roles and not excluding them."""
-        keys = {"due": (HumanTask.due_key, HumanTask.id), "priority": (HumanTask.priority_rank, HumanTask.id),
-                "age": (HumanTask.created_at, HumanTask.id)}
-        if sort not in keys:
+        if sort not in _SORT_KEYS:
             raise errors.InvalidData([errors.FieldError("sort", f"unknown sort {sort!r}; use due, priority or age")])
-        sort_col, id_col = keys[sort]
         roles = sorted(actor.roles if role is None else ({role} & actor.roles))
-        now = self.now()
-
-        def common(q: Any) -> Any:
-            q = q.where(HumanTask.excluded.notlike(f"%|{_like_escape(actor.username)}|%", escape="\\"))
-            if process_id:
-                q = q.where(HumanTask.process_id == process_id)
-            if overdue:
-                q = q.where(HumanTask.due_key < now)
-            if text:
-                pattern = f"%{_like_escape(text)}%"
-                q = q.where(or_(HumanTask.title.ilike(pattern, escape="\\"),
-                                HumanTask.business_key.ilike(pattern, escape="\\"),
-                                HumanTask.document_key.ilike(pattern, escape="\\")))
-            if cursor:
-                last_key, last_id = _decode_cursor(cursor, sort)
-                q = q.where(tuple_(sort_col, id_col) > tuple_(literal(last_key, sort_col.type), literal(last_id)))
-            return q.order_by(sort_col, id_col).limit(limit + 1)
-
-        parts = []
-        for r in roles:
-            status_cond = (HumanTask.status.in_(OPEN_STATES) if include_claimed_by_others
-                           else HumanTask.status == "open")
-            parts.append(common(select(HumanTask.id, sort_col.label("k")).where(
-                HumanTask.role == r, status_cond)))
-        if role is None or include_claimed_by_others is False:
-            parts.append(common(select(HumanTask.id, sort_col.label("k")).where(
-                HumanTask.assignee == actor.username, HumanTask.status.in_(OPEN_STATES))))
-        if not parts:
-            return TaskPage([], None)
-        sub = union_all(*[p.subquery().select() for p in parts]).subquery()
-        ids_q = select(sub.c.id, sub.c.k).distinct().order_by(sub.c.k, sub.c.id).limit(limit + 1)
-        ids = [r.id for r in self.session.execute(ids_q)]
-        rows = {r.id: r for r in self.session.scalars(select(HumanTask).where(HumanTask.id.in_(ids)))}
-        views = [_view(rows[i]) for i in ids if i in rows]
+        params: dict[str, Any] = {"excluded": f"%|{_like_escape(actor.username)}|%", "me": actor.username,
+                                  "limit": limit + 1, "outer_limit": 2 * limit + 2}
+        params.update({f"role_{i}": r for i, r in enumerate(roles)})
+        if process_id:
+            params["process_id"] = process_id
+        if overdue:
+            params["now"] = self.now()
+        if text:
+            params["text"] = f"%{_like_escape(text)}%"
+        if cursor:
+            params["last_key"], params["last_id"] = _decode_cursor(cursor, sort)
+        shape = (sort, len(roles), bool(process_id), overdue, bool(text), bool(cursor), include_claimed_by_others)
+        statement = self._inbox_statements.get(shape)
+        if statement is None:
+            statement = self._inbox_statements[shape] = _inbox_statement(*shape)
+        rows = self.session.execute(statement, params).all()
+        seen: set[int] = set()
+        views = []
+        for r in rows:
+            if r.id not in seen:
+                seen.add(r.id)
+                views.append(_view(r))
         if role is not None:
-            views = [v for v in views if v.role == role or v.assignee == actor.username]
+            views = [v for v in views if v.role == role]
         next_cursor = None
         if len(views) > limit:
             views = views[:limit]
@@ -876,6 +884,41 @@ class Engine:
 
 
 # -- helpers -------------------------------------------------------------------------------------------
+_SORT_KEYS = {"due": HumanTask.due_key, "priority": HumanTask.priority_rank, "age": HumanTask.created_at}
+
+
+def _inbox_statement(sort: str, n_roles: int, by_process: bool, overdue: bool, text: bool, cursor: bool,
+                     include_claimed_by_others: bool) -> Any:
+    """The inbox query for one shape of request, built once: a UNION ALL of one index range
+    scan per role (and one for the actor's own tasks), each already sorted and limited."""
+    sort_col = _SORT_KEYS[sort]
+
+    def part(q: Any) -> Any:
+        q = q.where(HumanTask.excluded.notlike(bindparam("excluded"), escape="\\"))
+        if by_process:
+            q = q.where(HumanTask.process_id == bindparam("process_id"))
+        if overdue:
+            q = q.where(HumanTask.due_key < bindparam("now", type_=HumanTask.due_key.type))
+        if text:
+            pattern = bindparam("text")
+            q = q.where(or_(HumanTask.title.ilike(pattern, escape="\\"),
+                            HumanTask.business_key.ilike(pattern, escape="\\"),
+                            HumanTask.document_key.ilike(pattern, escape="\\")))
+        if cursor:
+            q = q.where(tuple_(sort_col, HumanTask.id) > tuple_(bindparam("last_key", type_=sort_col.type),
+                                                                bindparam("last_id")))
+        return q.order_by(sort_col, HumanTask.id).limit(bindparam("limit"))
+
+    status = HumanTask.status.in_(OPEN_STATES) if include_claimed_by_others else HumanTask.status == "open"
+    parts = [part(select(*_TASK_COLUMNS, sort_col.label("k")).where(HumanTask.role == bindparam(f"role_{i}"),
+                                                                    status))
+             for i in range(n_roles)]
+    parts.append(part(select(*_TASK_COLUMNS, sort_col.label("k")).where(
+        HumanTask.assignee == bindparam("me"), HumanTask.status.in_(OPEN_STATES))))
+    sub = union_all(*[p.subquery().select() for p in parts]).subquery()
+    return select(sub).order_by(sub.c.k, sub.c.id).limit(bindparam("outer_limit"))
+
+
 def _excluded_list(text: str | None) -> tuple[str, ...]:
     return tuple(p for p in (text or "").split("|") if p)
 
@@ -884,7 +927,7 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _view(row: HumanTask) -> TaskView:
+def _view(row: Any) -> TaskView:
     return TaskView(
         id=row.id, instance_id=row.instance_id, process_id=row.process_id, spec_id=row.spec_id,
         title=row.title, role=row.role, assignee=row.assignee, status=row.status, priority=row.priority,

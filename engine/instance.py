@@ -26,7 +26,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimerEventDefinition,
 )
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _spiff_timer
-from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity, SubWorkflowTask
 from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
@@ -103,7 +103,7 @@ def correlation_key(values: dict[str, Any]) -> str:
     return json.dumps({k: str(v) for k, v in values.items()}, sort_keys=True) if values else ""
 
 
-PRUNE_THRESHOLD = 120
+PRUNE_THRESHOLD = 40
 
 
 class Instance:
@@ -261,7 +261,7 @@ class Instance:
         spec = task.task_spec
         extensions = getattr(spec, "extensions", None) or {}
         props = extensions.get("properties", {})
-        process_id = task.workflow.spec.name
+        process_id = _owning_process(task)
         role = extensions.get("role") or spec.lane or props.get("candidateGroups")
         form_file = extensions.get("form") or props.get("formJsonSchemaFilename") or extensions.get("formKey")
         excluded = self._property(task, "excludedUsers") or []
@@ -338,6 +338,18 @@ def _prune_workflow(wf: BpmnWorkflow, subprocesses: dict[UUID, Any]) -> None:
         child._parent = parent.id
         task._children = []
         del wf.tasks[task.id]
+
+
+def _owning_process(task: Task) -> str:
+    """The process whose file holds the task: embedded subprocesses belong to their parent,
+    call activities start a process of their own."""
+    wf = task.workflow
+    while getattr(wf, "parent_task_id", None) is not None:
+        parent_task = wf.top_workflow.get_task_from_id(wf.parent_task_id)
+        if isinstance(parent_task.task_spec, CallActivity):
+            break
+        wf = parent_task.workflow
+    return str(wf.spec.name)
 
 
 def _due_from(value: Any, now: datetime) -> datetime | None:

@@ -21,6 +21,7 @@ import json
 import re
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,7 +47,6 @@ SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 DMN_NAMESPACES = frozenset(DMN_SCHEMAS)
 
-NSMAP = {"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS, "camunda": CAMUNDA_NS}
 _PREFIXES = {BPMN_NS: "bpmn", BPMNDI_NS: "bpmndi", DC_NS: "dc", DI_NS: "di", SPIFF_NS: "spiffworkflow"}
 _PREFIXES.update({ns: "dmn" for ns in DMN_NAMESPACES})
 
@@ -77,6 +77,8 @@ _TIMER_FIELDS = ("timeDate", "timeDuration", "timeCycle")
 _PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _SCRIPT_LINE = re.compile(r"^line (\d+): ")
 _DMN_INPUT_MARK = re.compile(r"(\?)(?=(?:[^'\"]|['\"][^'\"]*['\"])*$)")  # as SpiffWorkflow's DMNEngine
+# Looks like an ISO 8601 timer literal (so it is not an expression) but timer_expression refused it.
+_ALMOST_ISO = re.compile(r"(?:R\d*/)?P[T\d][\w.,]*|R\d*/\S*|\d{4}-\d\S*")
 _WRAPPED_EXCEPTION = re.compile(r"^(\w+(?:Error|Exception))\((.*)\)$", re.DOTALL)
 
 _SPIFF_LOCK = threading.Lock()  # recursion limit is process-wide; lxml schemas are shared
@@ -317,6 +319,10 @@ class _Linter:
             self._lint_process(doc, process, lanes, outgoing)
 
         self._lint_shadowed_ids(doc)
+        for kind in ("message", "signal", "error", "escalation", "correlationProperty"):
+            for element in root.iter(f"{{{BPMN_NS}}}{kind}"):
+                if not (element.get("id") or "").strip():
+                    self.report.error(doc, element, f"bpmn:{kind} has no id")
         for element in root.iter(f"{{{BPMN_NS}}}dataStore", f"{{{BPMN_NS}}}dataStoreReference"):
             self.report.error(doc, element, "data stores are not supported")
         for prop in root.iter(f"{{{BPMN_NS}}}correlationProperty"):
@@ -420,15 +426,20 @@ class _Linter:
         flows = outgoing.get(element.get("id") or "", [])
         if kind in _CONDITIONAL_GATEWAYS:
             self._lint_conditional_gateway(doc, element, kind, flows)
-        elif len(flows) > 1 and kind not in _GATEWAYS and kind != "startEvent":
+        elif len(flows) > 1 and kind not in _GATEWAYS:
             targets = ", ".join(f.get("id") or "?" for f in flows)
-            report.error(
-                doc,
-                element,
-                f"{len(flows)} outgoing sequence flows ({targets}) leave this {kind}: an implicit split is "
-                "not supported; draw a parallel gateway (all paths) or an exclusive gateway with conditions "
-                "(one path)",
-            )
+            if kind == "startEvent":
+                report.warning(
+                    doc, element, f"{len(flows)} outgoing sequence flows ({targets}) all run in parallel"
+                )
+            else:
+                report.error(
+                    doc,
+                    element,
+                    f"{len(flows)} outgoing sequence flows ({targets}) leave this {kind}: an implicit split "
+                    "is not supported; draw a parallel gateway (all paths) or an exclusive gateway with "
+                    "conditions (one path)",
+                )
 
         extensions = element.find(f"{{{BPMN_NS}}}extensionElements")
         if extensions is not None:
@@ -516,7 +527,8 @@ class _Linter:
         self, doc: _Document, process_id: str, task: etree._Element, lanes: Mapping[str, str | None]
     ) -> None:
         report = self.report
-        properties = _spiff_properties(task)
+        property_elements = _spiff_property_elements(task)
+        properties = {name: prop.get("value") or "" for name, prop in property_elements.items()}
         role = (
             self._lane_of(task, lanes)
             or (task.get(f"{{{CAMUNDA_NS}}}candidateGroups") or "").strip()
@@ -528,11 +540,13 @@ class _Linter:
             )
 
         for name in EXPRESSION_PROPERTIES:
-            value = properties.get(name)
-            if value is not None and value.strip():
-                self._check_code(doc, task, timer_expression(value), "eval", f"property '{name}'")
-            elif value is not None:
-                report.error(doc, task, f"property '{name}' is empty")
+            if name not in property_elements:
+                continue
+            value, line = properties[name], _line(property_elements[name])
+            if value.strip():
+                self._check_code(doc, task, timer_expression(value), "eval", f"property '{name}'", line)
+            else:
+                report.error(doc, task, f"property '{name}' is empty", line)
 
         form = (properties.get("formJsonSchemaFilename") or "").strip() or (
             task.get(f"{{{CAMUNDA_NS}}}formKey") or ""
@@ -647,17 +661,19 @@ class _Linter:
             )
             return
         for time_field in fields:
+            what = f"timer {_local(time_field)}"
             text = _text(time_field)
             if text is None:
-                self.report.error(
-                    doc, event, f"timer {_local(time_field)} is empty (e.g. P3D, PT4H, R3/PT10M, a date)",
-                    line=_line(time_field),
-                )  # fmt: skip
+                message = f"{what} is empty (e.g. P3D, PT4H, R3/PT10M, a date)"
+                self.report.error(doc, event, message, line=_line(time_field))
+            elif timer_expression(text) == text and _ALMOST_ISO.fullmatch(text.strip()):
+                message = (
+                    f"{what} '{text.strip()}' is not a valid ISO 8601 value "
+                    "(e.g. P3D, PT4H, P1DT12H, R3/PT10M, R/P1D, 2026-12-01T09:00:00+01:00)"
+                )
+                self.report.error(doc, event, message, line=_line(time_field))
             else:
-                self._check_code(
-                    doc, event, timer_expression(text), "eval", f"timer {_local(time_field)}",
-                    line=_line(time_field),
-                )  # fmt: skip
+                self._check_code(doc, event, timer_expression(text), "eval", what, line=_line(time_field))
 
     def _lint_loops(self, doc: _Document, element: etree._Element) -> None:
         for loop in element:
@@ -685,10 +701,8 @@ class _Linter:
             if not message_ref:
                 self.report.error(doc, prop, "retrieval expression has no messageRef", line=_line(retrieval))
             elif not _is_bpmn(doc.by_id.get(message_ref, prop), "message"):
-                self.report.error(
-                    doc, prop, f"retrieval expression names message '{message_ref}', which is not defined",
-                    line=_line(retrieval),
-                )  # fmt: skip
+                message = f"retrieval expression names message '{message_ref}', which is not defined"
+                self.report.error(doc, prop, message, line=_line(retrieval))
             children = [c for c in retrieval if isinstance(c.tag, str)]
             # SpiffWorkflow reads the first child (formalExpression, or messagePath after XSD preprocessing).
             expression = _text(children[0]) if children else None
@@ -756,11 +770,11 @@ class _Linter:
             entries = rule.findall(f"{{{ns}}}inputEntry")
             results = rule.findall(f"{{{ns}}}outputEntry")
             if len(entries) > len(inputs) or len(results) > outputs:
-                report.error(
-                    doc, rule,
+                message = (
                     f"rule has {len(entries)} input and {len(results)} output entries; the table has "
-                    f"{len(inputs)} inputs and {outputs} outputs",
-                )  # fmt: skip
+                    f"{len(inputs)} inputs and {outputs} outputs"
+                )
+                report.error(doc, rule, message)
                 continue
             for entry, input_expression in zip(entries, inputs, strict=False):
                 text_node = entry.find(f"{{{ns}}}text")
@@ -775,15 +789,14 @@ class _Linter:
                     self._check_code(doc, result, text_node.text, "eval", "output entry", _line(text_node))
 
 
+def _spiff_property_elements(element: etree._Element) -> dict[str, etree._Element]:
+    """`spiffworkflow:property` elements by name (the last one wins, as in SpiffWorkflow)."""
+    path = f"{{{BPMN_NS}}}extensionElements/{{{SPIFF_NS}}}properties/{{{SPIFF_NS}}}property"
+    return {prop.get("name") or "": prop for prop in element.iterfind(path) if prop.get("name")}
+
+
 def _spiff_properties(element: etree._Element) -> dict[str, str]:
-    properties: dict[str, str] = {}
-    for prop in element.iterfind(
-        f"{{{BPMN_NS}}}extensionElements/{{{SPIFF_NS}}}properties/{{{SPIFF_NS}}}property"
-    ):
-        name = prop.get("name")
-        if name is not None:
-            properties[name] = prop.get("value") or ""
-    return properties
+    return {name: prop.get("value") or "" for name, prop in _spiff_property_elements(element).items()}
 
 
 def _form_problem(path: Path) -> str | None:
@@ -1001,6 +1014,11 @@ def _keep_spiff_error(problem: ProcessFileError, known: list[ProcessFileError]) 
     return True
 
 
+def _record_warnings(caught: list[warnings.WarningMessage], doc: _Document, report: _Report) -> None:
+    for warning in caught:
+        report.warning(doc, None, f"SpiffWorkflow: {warning.message}")
+
+
 def _build_specs(
     docs: list[_Document], report: _Report
 ) -> tuple[dict[str, BpmnProcessSpec], dict[str, dict[str, BpmnProcessSpec]], dict[str, str]]:
@@ -1012,32 +1030,38 @@ def _build_specs(
 
     parser = SpiffBpmnParser(validator=_validator())
     added: list[_Document] = []
-    for doc in sorted(docs, key=lambda d: d.kind != "dmn"):  # decisions first
-        try:
-            if doc.kind == "dmn":
-                parser.add_dmn_xml(doc.root, filename=doc.name)
-                for dmn_parser in list(parser.dmn_parsers.values()):
-                    if dmn_parser.filename == doc.name and dmn_parser.decision is None:
-                        dmn_parser.parse()  # DMN is otherwise parsed only when a task uses it
-            else:
-                parser.add_bpmn_xml(doc.tree, filename=doc.name)
-                added.append(doc)
-        except (Exception, RecursionError) as exc:
-            spiff_errors.append(_spiff_error(exc, doc, by_name))
-
-    for doc in added:
-        for process in doc.top_processes():
-            process_id = process.get("id")
-            if not process_id or parser.get_process_parser(process_id) is None:
-                continue
-            if not _is_executable(process) and not _has_flow_content(process):
-                continue
+    with warnings.catch_warnings(record=True) as caught:  # e.g. DeprecationWarnings about the file
+        warnings.simplefilter("always")
+        for doc in sorted(docs, key=lambda d: d.kind != "dmn"):  # decisions first
+            seen = len(caught)
             try:
-                processes[process_id] = parser.get_spec(process_id)
-                subprocess_specs[process_id] = parser.get_subprocess_specs(process_id)
-                process_files[process_id] = doc.name
-            except (Exception, RecursionError) as exc:
+                if doc.kind == "dmn":
+                    parser.add_dmn_xml(doc.root, filename=doc.name)
+                    for dmn_parser in list(parser.dmn_parsers.values()):
+                        if dmn_parser.filename == doc.name and dmn_parser.decision is None:
+                            dmn_parser.parse()  # DMN is otherwise parsed only when a task uses it
+                else:
+                    parser.add_bpmn_xml(doc.tree, filename=doc.name)
+                    added.append(doc)
+            except Exception as exc:  # RecursionError included
                 spiff_errors.append(_spiff_error(exc, doc, by_name))
+            _record_warnings(caught[seen:], doc, report)
+
+        for doc in added:
+            for process in doc.top_processes():
+                process_id = process.get("id")
+                if not process_id or parser.get_process_parser(process_id) is None:
+                    continue
+                if not _is_executable(process) and not _has_flow_content(process):
+                    continue
+                seen = len(caught)
+                try:
+                    processes[process_id] = parser.get_spec(process_id)
+                    subprocess_specs[process_id] = parser.get_subprocess_specs(process_id)
+                    process_files[process_id] = doc.name
+                except Exception as exc:  # RecursionError included
+                    spiff_errors.append(_spiff_error(exc, doc, by_name))
+                _record_warnings(caught[seen:], doc, report)
 
     known = list(report.errors)
     for problem in spiff_errors:
