@@ -390,11 +390,17 @@ def bench_inbox(scale: str, sizes: Sizes) -> None:
 
 
 # -- 3. history ---------------------------------------------------------------------------------------
-def _engine_history(checkpoints: Sequence[int]) -> dict[int, float]:
+def _engine_history(checkpoints: Sequence[int]) -> tuple[dict[int, float], dict[int, float]]:
+    """Median ms per user-task step at each checkpoint, and the stored state's size in KB."""
+    from sqlalchemy import select
+
+    from .db import db
     from .engine import Actor
+    from .models import ProcessInstance
 
     actor = Actor.of("olga", "order_entry")
     result: dict[int, float] = {}
+    sizes_kb: dict[int, float] = {}
     with _bench_app(None, ["bench_loop.bpmn"]) as app:
         engine = app.extensions["engine"]
         warm = engine.start_process("bench_loop", {"count": 0, "limit": 30}, actor)
@@ -418,11 +424,13 @@ def _engine_history(checkpoints: Sequence[int]) -> dict[int, float]:
                 window.append(step())
                 passes += 1
             result[checkpoint] = statistics.median(window) * 1000
+            sizes_kb[checkpoint] = len(db.session.scalar(
+                select(ProcessInstance.state).where(ProcessInstance.id == instance_id)) or "") / 1024
             _progress(f"history: engine after {checkpoint} passes: {result[checkpoint]:.2f} ms/step")
             passes_seen = engine.instance_data(instance_id).get("count")
             if passes_seen != passes:
                 raise RuntimeError(f"history: the instance counted {passes_seen} passes, expected {passes}")
-    return result
+    return result, sizes_kb
 
 
 def _bare_history(checkpoints: Sequence[int]) -> tuple[dict[int, float | None], int | None]:
@@ -477,7 +485,7 @@ def _bare_history(checkpoints: Sequence[int]) -> tuple[dict[int, float | None], 
 def bench_history(scale: str, sizes: Sizes) -> None:
     checkpoints = sizes.history
     _progress(f"history: gateway loop around a user task, checkpoints {list(checkpoints)}")
-    engine_ms = _engine_history(checkpoints)
+    engine_ms, state_kb = _engine_history(checkpoints)
     bare_ms, stalled = _bare_history(checkpoints)
     stall_note = (
         f"bare SpiffWorkflow stalled after {stalled} passes: the task tree (~4 levels per pass) exceeds the "
@@ -486,8 +494,10 @@ def bench_history(scale: str, sizes: Sizes) -> None:
     ) if stalled is not None else None
     for checkpoint in checkpoints:
         bare = bare_ms[checkpoint]
+        note = (f"median of {HISTORY_WINDOW} steps (complete_task + commit); "
+                f"engine state {state_kb[checkpoint]:.0f} KB")
         _emit(scale, f"history_step_ms_after_{checkpoint}", engine_ms[checkpoint], "ms", bare,
-              note=stall_note if bare is None else None)
+              note=note if bare is not None else f"{note}; {stall_note}")
     first, last = checkpoints[0], checkpoints[-1]
     bare_growth_at = max((c for c in checkpoints if bare_ms[c] is not None), default=first)
     bare_first = bare_ms[first]

@@ -36,12 +36,31 @@ class _StateOnlyWorkflowConverter(BpmnWorkflowConverter):
         self, dct: dict[str, Any], spec: BpmnProcessSpec, subprocess_specs: dict[str, BpmnProcessSpec]
     ) -> BpmnWorkflow:
         workflow = self.target_class(spec, subprocess_specs, deserializing=True)
+        dct["tasks"] = _parent_first(dct["tasks"], dct["root"])
+        for sub in dct.get("subprocesses", {}).values():
+            sub["tasks"] = _parent_first(sub["tasks"], sub["root"])
         workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
         workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
         self.set_default_attributes(workflow, dct)
         self.subprocesses_from_dict(dct["subprocesses"], workflow)
         workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
         return workflow
+
+
+def _parent_first(tasks: dict[str, Any], root: str) -> dict[str, Any]:
+    """Task data is stored as a delta against the parent (notes point 14): restore parents first,
+    whatever order the stored mapping came in."""
+    ordered: dict[str, Any] = {}
+    stack = [root]
+    while stack:
+        task_id = stack.pop()
+        if task_id in ordered or task_id not in tasks:
+            continue
+        ordered[task_id] = tasks[task_id]
+        stack.extend(reversed(tasks[task_id]["children"]))
+    for task_id, task in tasks.items():  # anything unreachable keeps its place at the end
+        ordered.setdefault(task_id, task)
+    return ordered
 
 
 def _registry() -> Any:
