@@ -18,14 +18,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, union_all, update
-from sqlalchemy.orm import Session
 
 from . import errors
 from .db import db, is_postgres
@@ -48,7 +48,7 @@ from .serializer import SERIALIZER_VERSION, dump_spec, dump_state, load_spec, lo
 
 log = logging.getLogger(__name__)
 
-NO_DUE = datetime(9999, 12, 31, tzinfo=timezone.utc)
+NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)
 OPEN_STATES = ("open", "claimed")
 CLAIM_LEASE_SECONDS = 300
 
@@ -132,13 +132,18 @@ class _Step:
 
 
 _command_row: contextvars.ContextVar[_InstanceRef | None] = contextvars.ContextVar("row", default=None)
-_REF_COLUMNS = (ProcessInstance.id, ProcessInstance.revision, ProcessInstance.status,
-                ProcessInstance.definition_id, ProcessInstance.business_key)
+_REF_COLUMNS = (
+    ProcessInstance.id,
+    ProcessInstance.revision,
+    ProcessInstance.status,
+    ProcessInstance.definition_id,
+    ProcessInstance.business_key,
+)
 _TASK_COLUMNS = tuple(HumanTask.__table__.c)
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _excluded_text(users: Iterable[str]) -> str:
@@ -150,7 +155,7 @@ class Engine:
         self,
         forms_dir: Path,
         clock: Clock | None = None,
-        session: Callable[[], Session] | None = None,
+        session: Callable[[], Any] | None = None,
         cache_size: int = 2000,
     ) -> None:
         self.forms = FormRegistry(forms_dir)
@@ -168,16 +173,24 @@ class Engine:
 
     # -- infrastructure -------------------------------------------------------------------
     @property
-    def session(self) -> Session:
+    def session(self) -> Any:
+        """The Flask-SQLAlchemy scoped session (or a factory given in tests/tools)."""
         return self._session_factory() if self._session_factory else db.session
 
     def now(self) -> datetime:
         return self.clock()
 
-    def _audit(self, actor: str, event: str, instance_id: int | None, task_id: str | None = None,
-               **detail: Any) -> dict[str, Any]:
-        return {"at": self.now(), "actor": actor, "event": event, "instance_id": instance_id,
-                "task_id": task_id, "detail": _jsonable(detail)}
+    def _audit(
+        self, actor: str, event: str, instance_id: int | None, task_id: str | None = None, **detail: Any
+    ) -> dict[str, Any]:
+        return {
+            "at": self.now(),
+            "actor": actor,
+            "event": event,
+            "instance_id": instance_id,
+            "task_id": task_id,
+            "detail": _jsonable(detail),
+        }
 
     def _write_audit(self, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -203,8 +216,14 @@ class Engine:
         session.add(deployment)
         session.flush()
         for name in sorted(files):
-            session.add(DeploymentFile(deployment_id=deployment.id, name=name,
-                                       sha256=hashlib.sha256(files[name]).hexdigest(), content=files[name]))
+            session.add(
+                DeploymentFile(
+                    deployment_id=deployment.id,
+                    name=name,
+                    sha256=hashlib.sha256(files[name]).hexdigest(),
+                    content=files[name],
+                )
+            )
         new_versions: dict[str, int] = {}
         unchanged: list[str] = []
         for process_id in sorted(bundle.processes):
@@ -216,14 +235,31 @@ class Engine:
                 unchanged.append(process_id)
                 continue
             version = (latest.version + 1) if latest is not None else 1
-            session.add(ProcessDefinition(
-                process_id=process_id, version=version, name=spec.description or process_id,
-                deployment_id=deployment.id, file_name=bundle.process_files.get(process_id, ""),
-                spec_hash=spec_hash, spec_json=spec_json, created_at=now,
-            ))
+            session.add(
+                ProcessDefinition(
+                    process_id=process_id,
+                    version=version,
+                    name=spec.description or process_id,
+                    deployment_id=deployment.id,
+                    file_name=bundle.process_files.get(process_id, ""),
+                    spec_hash=spec_hash,
+                    spec_json=spec_json,
+                    created_at=now,
+                )
+            )
             new_versions[process_id] = version
-        self._write_audit([self._audit(actor.username, "deployed", None, deployment=deployment.id,
-                                       new_versions=new_versions, files=sorted(files))])
+        self._write_audit(
+            [
+                self._audit(
+                    actor.username,
+                    "deployed",
+                    None,
+                    deployment=deployment.id,
+                    new_versions=new_versions,
+                    files=sorted(files),
+                )
+            ]
+        )
         session.commit()
         return DeployResult(deployment.id, content_hash, True, new_versions, unchanged)
 
@@ -237,17 +273,26 @@ class Engine:
                     name = getattr(task_spec, "operation_name", None)
                     if name and name not in known:
                         file = bundle.process_files.get(proc.name, proc.file or "")
-                        problems.append(errors.ProcessFileError(
-                            Path(file).name, bundle.line_of(file, task_spec.bpmn_id)
-                            if hasattr(bundle, "line_of") else None, task_spec.bpmn_id,
-                            f"service task calls operation {name!r}, which is not registered with the engine"))
+                        problems.append(
+                            errors.ProcessFileError(
+                                Path(file).name,
+                                bundle.line_of(file, task_spec.bpmn_id)
+                                if hasattr(bundle, "line_of")
+                                else None,
+                                task_spec.bpmn_id,
+                                f"service task calls operation {name!r}, which is not registered with "
+                                "the engine",
+                            )
+                        )
         if problems:
             raise errors.ProcessFileErrors(sorted(set(problems), key=str))
 
     def _latest_definition(self, process_id: str) -> ProcessDefinition | None:
         return self.session.scalar(
-            select(ProcessDefinition).where(ProcessDefinition.process_id == process_id)
-            .order_by(ProcessDefinition.version.desc()).limit(1)
+            select(ProcessDefinition)
+            .where(ProcessDefinition.process_id == process_id)
+            .order_by(ProcessDefinition.version.desc())
+            .limit(1)
         )
 
     def _spec_for(self, definition_id: int) -> tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]:
@@ -255,8 +300,9 @@ class Engine:
         if spec_hash is not None and spec_hash in self._specs:
             return self._specs[spec_hash]
         row = self.session.execute(
-            select(ProcessDefinition.spec_hash, ProcessDefinition.spec_json)
-            .where(ProcessDefinition.id == definition_id)
+            select(ProcessDefinition.spec_hash, ProcessDefinition.spec_json).where(
+                ProcessDefinition.id == definition_id
+            )
         ).one()
         with self._lock:
             if row.spec_hash not in self._specs:
@@ -268,16 +314,21 @@ class Engine:
     def _load(self, instance_id: int) -> _Step:
         with self._lock:
             cached = self._cache.pop(instance_id, None)
-        columns = _REF_COLUMNS if cached is not None else (
-            *_REF_COLUMNS, ProcessInstance.state, ProcessInstance.serializer_version)
+        columns = (
+            _REF_COLUMNS
+            if cached is not None
+            else (*_REF_COLUMNS, ProcessInstance.state, ProcessInstance.serializer_version)
+        )
         found = self.session.execute(select(*columns).where(ProcessInstance.id == instance_id)).first()
         if found is None:
             raise errors.NotFound(f"process instance {instance_id} does not exist")
         if cached is not None and cached[0] != found.revision:
             cached = None
-            found = self.session.execute(select(*_REF_COLUMNS, ProcessInstance.state,
-                                                ProcessInstance.serializer_version)
-                                         .where(ProcessInstance.id == instance_id)).one()
+            found = self.session.execute(
+                select(*_REF_COLUMNS, ProcessInstance.state, ProcessInstance.serializer_version).where(
+                    ProcessInstance.id == instance_id
+                )
+            ).one()
         row = _InstanceRef(found.id, found.revision, found.status, found.definition_id, found.business_key)
         if cached is not None:
             inst = cached[1]
@@ -305,9 +356,7 @@ class Engine:
         except errors.EngineError:
             raise
         except Exception as exc:
-            failed = next(
-                (t for t in step.instance._all_tasks() if t.state == TaskState.ERROR), None
-            )
+            failed = next((t for t in step.instance._all_tasks() if t.state == TaskState.ERROR), None)
             message = _error_message(exc)
             step.incident = (
                 str(failed.id) if failed else None,
@@ -334,8 +383,13 @@ class Engine:
             else:
                 status = "waiting"
         state = dump_state(inst.workflow)
-        values: dict[str, Any] = {"state": state, "status": status, "updated_at": now,
-                                  "revision": row.revision + 1, "serializer_version": SERIALIZER_VERSION}
+        values: dict[str, Any] = {
+            "state": state,
+            "status": status,
+            "updated_at": now,
+            "revision": row.revision + 1,
+            "serializer_version": SERIALIZER_VERSION,
+        }
         if status == "completed":
             values["completed_at"] = now
         result = session.execute(
@@ -352,8 +406,16 @@ class Engine:
         self._sync_messages(step, now)
         if step.incident is not None:
             task_id, spec_id, message, tb = step.incident
-            session.add(Incident(instance_id=row.id, task_id=task_id, spec_id=spec_id, message=message,
-                                 traceback=tb, created_at=now))
+            session.add(
+                Incident(
+                    instance_id=row.id,
+                    task_id=task_id,
+                    spec_id=spec_id,
+                    message=message,
+                    traceback=tb,
+                    created_at=now,
+                )
+            )
             step.audit.append(self._audit(actor, "incident", row.id, task_id, spec=spec_id, message=message))
         if status == "completed" and row.status != "completed":
             step.audit.append(self._audit(actor, "completed", row.id))
@@ -381,18 +443,40 @@ class Engine:
         with engine_clock(self.now):
             for task_id in sorted(set(after) - step.tasks_before):
                 info = inst.describe(after[task_id], now)
-                new_rows.append({
-                    "instance_id": row.id, "task_id": info.task_id, "spec_id": info.spec_id,
-                    "process_id": info.process_id, "title": info.title, "role": info.role,
-                    "assignee": info.assignee, "excluded": _excluded_text(info.excluded_users),
-                    "form_ref": info.form_ref, "status": "claimed" if info.assignee else "open",
-                    "priority": info.priority, "priority_rank": 1000 - info.priority,
-                    "due_at": info.due_at, "due_key": info.due_at or NO_DUE, "created_at": now,
-                    "document_type": info.document_type, "document_key": info.document_key,
-                    "business_key": row.business_key, "revision": 1,
-                })
-                step.audit.append(self._audit(actor, "task_created", row.id, info.task_id,
-                                              spec=info.spec_id, role=info.role, assignee=info.assignee))
+                new_rows.append(
+                    {
+                        "instance_id": row.id,
+                        "task_id": info.task_id,
+                        "spec_id": info.spec_id,
+                        "process_id": info.process_id,
+                        "title": info.title,
+                        "role": info.role,
+                        "assignee": info.assignee,
+                        "excluded": _excluded_text(info.excluded_users),
+                        "form_ref": info.form_ref,
+                        "status": "claimed" if info.assignee else "open",
+                        "priority": info.priority,
+                        "priority_rank": 1000 - info.priority,
+                        "due_at": info.due_at,
+                        "due_key": info.due_at or NO_DUE,
+                        "created_at": now,
+                        "document_type": info.document_type,
+                        "document_key": info.document_key,
+                        "business_key": row.business_key,
+                        "revision": 1,
+                    }
+                )
+                step.audit.append(
+                    self._audit(
+                        actor,
+                        "task_created",
+                        row.id,
+                        info.task_id,
+                        spec=info.spec_id,
+                        role=info.role,
+                        assignee=info.assignee,
+                    )
+                )
         if new_rows:
             session.execute(insert(HumanTask), new_rows)
 
@@ -405,25 +489,47 @@ class Engine:
         if stale:
             session.execute(delete(Timer).where(Timer.instance_id == row.id, Timer.task_id.in_(stale)))
         if fresh:
-            session.execute(insert(Timer), [
-                {"instance_id": row.id, "task_id": t.task_id, "spec_id": t.spec_id, "kind": t.kind,
-                 "due_at": t.due_at, "status": "pending"} for t in fresh
-            ])
+            session.execute(
+                insert(Timer),
+                [
+                    {
+                        "instance_id": row.id,
+                        "task_id": t.task_id,
+                        "spec_id": t.spec_id,
+                        "kind": t.kind,
+                        "due_at": t.due_at,
+                        "status": "pending",
+                    }
+                    for t in fresh
+                ],
+            )
 
     def _sync_messages(self, step: _Step, now: datetime) -> None:
         session, row = self.session, step.row
-        after = {m.task_id: m for m in step.instance.waiting_messages()} if not step.instance.completed else {}
+        after = (
+            {m.task_id: m for m in step.instance.waiting_messages()} if not step.instance.completed else {}
+        )
         before = step.messages_before
         stale = [tid for tid, m in before.items() if after.get(tid) != m]
         fresh = [m for tid, m in after.items() if before.get(tid) != m]
         if stale:
-            session.execute(delete(MessageWait).where(MessageWait.instance_id == row.id,
-                                                      MessageWait.task_id.in_(stale)))
+            session.execute(
+                delete(MessageWait).where(MessageWait.instance_id == row.id, MessageWait.task_id.in_(stale))
+            )
         if fresh:
-            session.execute(insert(MessageWait), [
-                {"instance_id": row.id, "task_id": m.task_id, "message_name": m.name,
-                 "correlation_key": m.correlation_key, "created_at": now} for m in fresh
-            ])
+            session.execute(
+                insert(MessageWait),
+                [
+                    {
+                        "instance_id": row.id,
+                        "task_id": m.task_id,
+                        "message_name": m.name,
+                        "correlation_key": m.correlation_key,
+                        "created_at": now,
+                    }
+                    for m in fresh
+                ],
+            )
 
     def _evict(self, instance_id: int) -> None:
         with self._lock:
@@ -465,16 +571,36 @@ class Engine:
         session = self.session
         row = None
         try:
-            new_id = session.execute(insert(ProcessInstance).values(
-                definition_id=definition.id, process_id=process_id, process_version=definition.version,
-                status="running", business_key=business_key, revision=0, started_by=actor.username,
-                started_at=now, updated_at=now, serializer_version=SERIALIZER_VERSION, state="{}",
-            ).returning(ProcessInstance.id)).scalar_one()
+            new_id = session.execute(
+                insert(ProcessInstance)
+                .values(
+                    definition_id=definition.id,
+                    process_id=process_id,
+                    process_version=definition.version,
+                    status="running",
+                    business_key=business_key,
+                    revision=0,
+                    started_by=actor.username,
+                    started_at=now,
+                    updated_at=now,
+                    serializer_version=SERIALIZER_VERSION,
+                    state="{}",
+                )
+                .returning(ProcessInstance.id)
+            ).scalar_one()
             row = _InstanceRef(new_id, 0, "running", definition.id, business_key)
             step = self._step(row, inst)
             step.tasks_before, step.timers_before, step.messages_before = set(), {}, {}
-            step.audit.append(self._audit(actor.username, "started", row.id, process=process_id,
-                                          version=definition.version, business_key=business_key))
+            step.audit.append(
+                self._audit(
+                    actor.username,
+                    "started",
+                    row.id,
+                    process=process_id,
+                    version=definition.version,
+                    business_key=business_key,
+                )
+            )
             self._run(step, inst.run)
             self._save(step, actor.username, new=True)
         except BaseException:
@@ -550,10 +676,12 @@ class Engine:
             if row.assignee is not None:
                 raise errors.Conflict(f"task {task_id} ({row.title}) is already claimed by {row.assignee}")
             self._check_may_act(actor, row, "claim")
-            self._conditional_task_update(row, assignee=actor.username, status="claimed",
-                                          claimed_at=self.now())
-            self._write_audit([self._audit(actor.username, "task_claimed", row.instance_id, row.task_id,
-                                           task=row.id)])
+            self._conditional_task_update(
+                row, assignee=actor.username, status="claimed", claimed_at=self.now()
+            )
+            self._write_audit(
+                [self._audit(actor.username, "task_claimed", row.instance_id, row.task_id, task=row.id)]
+            )
             self.session.commit()
         except BaseException:
             self._abort()
@@ -566,11 +694,23 @@ class Engine:
             if row.assignee is None:
                 return _view(row)
             if row.assignee != actor.username and "admin" not in actor.roles:
-                raise errors.Forbidden(f"task {task_id} is claimed by {row.assignee}, not by {actor.username}")
+                raise errors.Forbidden(
+                    f"task {task_id} is claimed by {row.assignee}, not by {actor.username}"
+                )
             previous = row.assignee
             self._conditional_task_update(row, assignee=None, status="open", claimed_at=None)
-            self._write_audit([self._audit(actor.username, "task_unclaimed", row.instance_id, row.task_id,
-                                           task=row.id, previous_assignee=previous)])
+            self._write_audit(
+                [
+                    self._audit(
+                        actor.username,
+                        "task_unclaimed",
+                        row.instance_id,
+                        row.task_id,
+                        task=row.id,
+                        previous_assignee=previous,
+                    )
+                ]
+            )
             self.session.commit()
         except BaseException:
             self._abort()
@@ -580,8 +720,9 @@ class Engine:
     def _conditional_task_update(self, row: Any, **values: Any) -> None:
         result = self.session.execute(
             update(HumanTask)
-            .where(HumanTask.id == row.id, HumanTask.revision == row.revision,
-                   HumanTask.status.in_(OPEN_STATES))
+            .where(
+                HumanTask.id == row.id, HumanTask.revision == row.revision, HumanTask.status.in_(OPEN_STATES)
+            )
             .values(revision=row.revision + 1, **values)
             .execution_options(synchronize_session=False)
         )
@@ -599,7 +740,8 @@ class Engine:
             step = self._load(row.instance_id)
             if step.row.status in ("suspended", "cancelled", "error", "completed"):
                 raise errors.InvalidState(
-                    f"process instance {row.instance_id} is {step.row.status}; task {task_id} cannot be completed"
+                    f"process instance {row.instance_id} is {step.row.status}; "
+                    f"task {task_id} cannot be completed"
                 )
             task = step.instance.task(row.task_id)
             if task is None or task.state != TaskState.READY:
@@ -607,12 +749,23 @@ class Engine:
             completed_by = dict(task.data.get("completed_by") or {})
             completed_by[row.spec_id] = actor.username
             step.completed_task = row.task_id
-            self._conditional_task_update(row, status="completed", completed_by=actor.username,
-                                          completed_at=self.now())
-            step.audit.append(self._audit(actor.username, "task_completed", row.instance_id, row.task_id,
-                                          task=row.id, spec=row.spec_id, data=clean))
-            self._run(step, lambda: step.instance.complete_user_task(
-                task, {**clean, "completed_by": completed_by}))
+            self._conditional_task_update(
+                row, status="completed", completed_by=actor.username, completed_at=self.now()
+            )
+            step.audit.append(
+                self._audit(
+                    actor.username,
+                    "task_completed",
+                    row.instance_id,
+                    row.task_id,
+                    task=row.id,
+                    spec=row.spec_id,
+                    data=clean,
+                )
+            )
+            self._run(
+                step, lambda: step.instance.complete_user_task(task, {**clean, "completed_by": completed_by})
+            )
             self._save(step, actor.username)
         except BaseException:
             self._abort(instance_id)
@@ -634,10 +787,16 @@ class Engine:
     ) -> TaskPage:
         """The actor's inbox: assigned to them, or open to one of their roles and not excluding them."""
         if sort not in _SORT_KEYS:
-            raise errors.InvalidData([errors.FieldError("sort", f"unknown sort {sort!r}; use due, priority or age")])
+            raise errors.InvalidData(
+                [errors.FieldError("sort", f"unknown sort {sort!r}; use due, priority or age")]
+            )
         roles = sorted(actor.roles if role is None else ({role} & actor.roles))
-        params: dict[str, Any] = {"excluded": f"%|{_like_escape(actor.username)}|%", "me": actor.username,
-                                  "limit": limit + 1, "outer_limit": 2 * limit + 2}
+        params: dict[str, Any] = {
+            "excluded": f"%|{_like_escape(actor.username)}|%",
+            "me": actor.username,
+            "limit": limit + 1,
+            "outer_limit": 2 * limit + 2,
+        }
         params.update({f"role_{i}": r for i, r in enumerate(roles)})
         if process_id:
             params["process_id"] = process_id
@@ -647,7 +806,15 @@ class Engine:
             params["text"] = f"%{_like_escape(text)}%"
         if cursor:
             params["last_key"], params["last_id"] = _decode_cursor(cursor, sort)
-        shape = (sort, len(roles), bool(process_id), overdue, bool(text), bool(cursor), include_claimed_by_others)
+        shape = (
+            sort,
+            len(roles),
+            bool(process_id),
+            overdue,
+            bool(text),
+            bool(cursor),
+            include_claimed_by_others,
+        )
         statement = self._inbox_statements.get(shape)
         if statement is None:
             statement = self._inbox_statements[shape] = _inbox_statement(*shape)
@@ -670,14 +837,25 @@ class Engine:
     def task_counts(self, actor: Actor) -> dict[str, int]:
         """Open tasks per role of the actor, plus `mine` for tasks assigned to them."""
         counts: dict[str, int] = {}
-        q = (select(HumanTask.role, func.count()).where(HumanTask.role.in_(sorted(actor.roles)),
-                                                      HumanTask.status == "open",
-                                                      HumanTask.excluded.notlike(f"%|{actor.username}|%"))
-             .group_by(HumanTask.role))
+        q = (
+            select(HumanTask.role, func.count())
+            .where(
+                HumanTask.role.in_(sorted(actor.roles)),
+                HumanTask.status == "open",
+                HumanTask.excluded.notlike(f"%|{actor.username}|%"),
+            )
+            .group_by(HumanTask.role)
+        )
         for r, n in self.session.execute(q):
             counts[r] = n
-        counts["mine"] = self.session.scalar(select(func.count()).where(
-            HumanTask.assignee == actor.username, HumanTask.status.in_(OPEN_STATES))) or 0
+        counts["mine"] = (
+            self.session.scalar(
+                select(func.count()).where(
+                    HumanTask.assignee == actor.username, HumanTask.status.in_(OPEN_STATES)
+                )
+            )
+            or 0
+        )
         return counts
 
     # -- timers ---------------------------------------------------------------------------------------
@@ -687,9 +865,10 @@ class Engine:
         candidates = select(Timer.id).where(due, Timer.due_at <= now).order_by(Timer.due_at).limit(limit)
         if is_postgres():
             candidates = candidates.with_for_update(skip_locked=True)
-        lease = datetime.fromtimestamp(now.timestamp() + CLAIM_LEASE_SECONDS, timezone.utc)
+        lease = datetime.fromtimestamp(now.timestamp() + CLAIM_LEASE_SECONDS, UTC)
         result = session.execute(
-            update(Timer).where(Timer.id.in_(candidates.scalar_subquery()), due)
+            update(Timer)
+            .where(Timer.id.in_(candidates.scalar_subquery()), due)
             .values(status="claimed", claimed_by=self.worker_id, claimed_until=lease)
             .returning(Timer.id, Timer.instance_id)
             .execution_options(synchronize_session=False)
@@ -726,14 +905,27 @@ class Engine:
         try:
             step = self._load(instance_id)
             if step.row.status not in ("running", "waiting"):
-                self.session.execute(update(Timer).where(Timer.id.in_(timer_ids))
-                                     .values(status="held", claimed_by=None, claimed_until=None))
+                self.session.execute(
+                    update(Timer)
+                    .where(Timer.id.in_(timer_ids))
+                    .values(status="held", claimed_by=None, claimed_until=None)
+                )
                 self.session.commit()
                 self._evict(instance_id)
                 return False
             due = [t for t in step.timers_before.values() if t.due_at <= now]
-            step.audit.extend(self._audit("scheduler", "timer_fired", instance_id, t.task_id, spec=t.spec_id,
-                                          kind=t.kind, due_at=t.due_at.isoformat()) for t in due)
+            step.audit.extend(
+                self._audit(
+                    "scheduler",
+                    "timer_fired",
+                    instance_id,
+                    t.task_id,
+                    spec=t.spec_id,
+                    kind=t.kind,
+                    due_at=t.due_at.isoformat(),
+                )
+                for t in due
+            )
 
             self._run(step, lambda: step.instance.fire_timers(now))
             self.session.execute(delete(Timer).where(Timer.id.in_(timer_ids)))
@@ -743,8 +935,11 @@ class Engine:
             return True
         except errors.Conflict:
             self._abort(instance_id)
-            self.session.execute(update(Timer).where(Timer.id.in_(timer_ids), Timer.status == "claimed")
-                                 .values(status="pending", claimed_by=None, claimed_until=None))
+            self.session.execute(
+                update(Timer)
+                .where(Timer.id.in_(timer_ids), Timer.status == "claimed")
+                .values(status="pending", claimed_by=None, claimed_until=None)
+            )
             self.session.commit()
             return False
         except Exception as exc:  # the instance could not even be loaded: an incident, then go on
@@ -757,12 +952,24 @@ class Engine:
 
     def _record_failure(self, instance_id: int, exc: BaseException, timer_ids: list[int]) -> None:
         session, now = self.session, self.now()
-        session.add(Incident(instance_id=instance_id, message=_error_message(exc),
-                             traceback=traceback.format_exc(), created_at=now))
-        session.execute(update(ProcessInstance).where(ProcessInstance.id == instance_id)
-                        .values(status="error", revision=ProcessInstance.revision + 1, updated_at=now))
-        session.execute(update(Timer).where(Timer.id.in_(timer_ids))
-                        .values(status="held", claimed_by=None, claimed_until=None))
+        session.add(
+            Incident(
+                instance_id=instance_id,
+                message=_error_message(exc),
+                traceback=traceback.format_exc(),
+                created_at=now,
+            )
+        )
+        session.execute(
+            update(ProcessInstance)
+            .where(ProcessInstance.id == instance_id)
+            .values(status="error", revision=ProcessInstance.revision + 1, updated_at=now)
+        )
+        session.execute(
+            update(Timer)
+            .where(Timer.id.in_(timer_ids))
+            .values(status="held", claimed_by=None, claimed_until=None)
+        )
         self._write_audit([self._audit("scheduler", "incident", instance_id, message=_error_message(exc))])
         session.commit()
 
@@ -790,9 +997,18 @@ class Engine:
                 step = self._load(instance_id)
                 if step.row.status not in ("running", "waiting"):
                     raise errors.InvalidState(f"process instance {instance_id} is {step.row.status}")
-                step.audit.append(self._audit(actor.username, "message_received", instance_id, task_id,
-                                              message=name, correlation=correlation, payload=payload))
-                self._run(step, lambda s=step, t=task_id: s.instance.deliver_message(t, dict(payload)))
+                step.audit.append(
+                    self._audit(
+                        actor.username,
+                        "message_received",
+                        instance_id,
+                        task_id,
+                        message=name,
+                        correlation=correlation,
+                        payload=payload,
+                    )
+                )
+                self._run(step, partial(step.instance.deliver_message, task_id, dict(payload)))
                 self._save(step, actor.username)
                 delivered.append(instance_id)
             except BaseException:
@@ -812,15 +1028,20 @@ class Engine:
         try:
             step = self._load(instance_id)
             if step.row.status != "error":
-                raise errors.InvalidState(f"process instance {instance_id} is {step.row.status}, not in error")
+                raise errors.InvalidState(
+                    f"process instance {instance_id} is {step.row.status}, not in error"
+                )
             for task in step.instance._all_tasks():
                 if task.state == TaskState.ERROR:
                     task._set_state(TaskState.READY)
             incident.resolved_at, incident.resolved_by = self.now(), actor.username
             step.audit.append(self._audit(actor.username, "retried", instance_id, incident=incident_id))
             self._run(step, step.instance.run)
-            session.execute(update(Timer).where(Timer.instance_id == instance_id, Timer.status == "held")
-                            .values(status="pending"))
+            session.execute(
+                update(Timer)
+                .where(Timer.instance_id == instance_id, Timer.status == "held")
+                .values(status="pending")
+            )
             self._save(step, actor.username)
         except BaseException:
             self._abort(instance_id)
@@ -842,28 +1063,44 @@ class Engine:
             step = self._load(instance_id)
             row = step.row
             if row.status not in allowed:
-                raise errors.InvalidState(f"process instance {instance_id} is {row.status}; cannot be {event}")
+                raise errors.InvalidState(
+                    f"process instance {instance_id} is {row.status}; cannot be {event}"
+                )
             step.audit.append(self._audit(actor.username, event, instance_id, previous=row.status))
             now = self.now()
             if event == "suspended":
-                session.execute(update(HumanTask).where(HumanTask.instance_id == instance_id,
-                                                        HumanTask.status.in_(OPEN_STATES))
-                                .values(status="suspended", revision=HumanTask.revision + 1))
+                session.execute(
+                    update(HumanTask)
+                    .where(HumanTask.instance_id == instance_id, HumanTask.status.in_(OPEN_STATES))
+                    .values(status="suspended", revision=HumanTask.revision + 1)
+                )
                 session.execute(update(Timer).where(Timer.instance_id == instance_id).values(status="held"))
                 self._save(step, actor.username, status="suspended")
             elif event == "resumed":
-                session.execute(update(HumanTask).where(HumanTask.instance_id == instance_id,
-                                                        HumanTask.status == "suspended")
-                                .values(status="open", assignee=None, revision=HumanTask.revision + 1))
-                session.execute(update(Timer).where(Timer.instance_id == instance_id).values(status="pending"))
-                has_incident = session.scalar(select(func.count()).where(
-                    Incident.instance_id == instance_id, Incident.resolved_at.is_(None)))
+                session.execute(
+                    update(HumanTask)
+                    .where(HumanTask.instance_id == instance_id, HumanTask.status == "suspended")
+                    .values(status="open", assignee=None, revision=HumanTask.revision + 1)
+                )
+                session.execute(
+                    update(Timer).where(Timer.instance_id == instance_id).values(status="pending")
+                )
+                has_incident = session.scalar(
+                    select(func.count()).where(
+                        Incident.instance_id == instance_id, Incident.resolved_at.is_(None)
+                    )
+                )
                 self._save(step, actor.username, status="error" if has_incident else None)
             else:
                 step.instance.cancel()
-                session.execute(update(HumanTask).where(HumanTask.instance_id == instance_id,
-                                                        HumanTask.status.in_((*OPEN_STATES, "suspended")))
-                                .values(status="cancelled", completed_at=now, revision=HumanTask.revision + 1))
+                session.execute(
+                    update(HumanTask)
+                    .where(
+                        HumanTask.instance_id == instance_id,
+                        HumanTask.status.in_((*OPEN_STATES, "suspended")),
+                    )
+                    .values(status="cancelled", completed_at=now, revision=HumanTask.revision + 1)
+                )
                 step.tasks_before = set()
                 self._save(step, actor.username, status="cancelled")
         except BaseException:
@@ -879,16 +1116,26 @@ class Engine:
         return list(self.session.scalars(q))
 
     def audit_trail(self, instance_id: int) -> list[AuditEvent]:
-        return list(self.session.scalars(
-            select(AuditEvent).where(AuditEvent.instance_id == instance_id).order_by(AuditEvent.id)))
+        return list(
+            self.session.scalars(
+                select(AuditEvent).where(AuditEvent.instance_id == instance_id).order_by(AuditEvent.id)
+            )
+        )
 
 
 # -- helpers -------------------------------------------------------------------------------------------
 _SORT_KEYS = {"due": HumanTask.due_key, "priority": HumanTask.priority_rank, "age": HumanTask.created_at}
 
 
-def _inbox_statement(sort: str, n_roles: int, by_process: bool, overdue: bool, text: bool, cursor: bool,
-                     include_claimed_by_others: bool) -> Any:
+def _inbox_statement(
+    sort: str,
+    n_roles: int,
+    by_process: bool,
+    overdue: bool,
+    text: bool,
+    cursor: bool,
+    include_claimed_by_others: bool,
+) -> Any:
     """The inbox query for one shape of request, built once: a UNION ALL of one index range
     scan per role (and one for the actor's own tasks), each already sorted and limited."""
     sort_col = _SORT_KEYS[sort]
@@ -900,21 +1147,37 @@ def _inbox_statement(sort: str, n_roles: int, by_process: bool, overdue: bool, t
         if overdue:
             q = q.where(HumanTask.due_key < bindparam("now", type_=HumanTask.due_key.type))
         if text:
-            pattern = bindparam("text")
-            q = q.where(or_(HumanTask.title.ilike(pattern, escape="\\"),
-                            HumanTask.business_key.ilike(pattern, escape="\\"),
-                            HumanTask.document_key.ilike(pattern, escape="\\")))
+            pattern: Any = bindparam("text")
+            q = q.where(
+                or_(
+                    HumanTask.title.ilike(pattern, escape="\\"),
+                    HumanTask.business_key.ilike(pattern, escape="\\"),
+                    HumanTask.document_key.ilike(pattern, escape="\\"),
+                )
+            )
         if cursor:
-            q = q.where(tuple_(sort_col, HumanTask.id) > tuple_(bindparam("last_key", type_=sort_col.type),
-                                                                bindparam("last_id")))
+            q = q.where(
+                tuple_(sort_col, HumanTask.id)
+                > tuple_(bindparam("last_key", type_=sort_col.type), bindparam("last_id"))
+            )
         return q.order_by(sort_col, HumanTask.id).limit(bindparam("limit"))
 
     status = HumanTask.status.in_(OPEN_STATES) if include_claimed_by_others else HumanTask.status == "open"
-    parts = [part(select(*_TASK_COLUMNS, sort_col.label("k")).where(HumanTask.role == bindparam(f"role_{i}"),
-                                                                    status))
-             for i in range(n_roles)]
-    parts.append(part(select(*_TASK_COLUMNS, sort_col.label("k")).where(
-        HumanTask.assignee == bindparam("me"), HumanTask.status.in_(OPEN_STATES))))
+    parts = [
+        part(
+            select(*_TASK_COLUMNS, sort_col.label("k")).where(
+                HumanTask.role == bindparam(f"role_{i}"), status
+            )
+        )
+        for i in range(n_roles)
+    ]
+    parts.append(
+        part(
+            select(*_TASK_COLUMNS, sort_col.label("k")).where(
+                HumanTask.assignee == bindparam("me"), HumanTask.status.in_(OPEN_STATES)
+            )
+        )
+    )
     sub = union_all(*[p.subquery().select() for p in parts]).subquery()
     return select(sub).order_by(sub.c.k, sub.c.id).limit(bindparam("outer_limit"))
 
@@ -929,11 +1192,22 @@ def _like_escape(text: str) -> str:
 
 def _view(row: Any) -> TaskView:
     return TaskView(
-        id=row.id, instance_id=row.instance_id, process_id=row.process_id, spec_id=row.spec_id,
-        title=row.title, role=row.role, assignee=row.assignee, status=row.status, priority=row.priority,
-        due_at=_aware(row.due_at) if row.due_at else None, created_at=_aware(row.created_at),
-        form_ref=row.form_ref, document_type=row.document_type, document_key=row.document_key,
-        business_key=row.business_key, excluded_users=_excluded_list(row.excluded),
+        id=row.id,
+        instance_id=row.instance_id,
+        process_id=row.process_id,
+        spec_id=row.spec_id,
+        title=row.title,
+        role=row.role,
+        assignee=row.assignee,
+        status=row.status,
+        priority=row.priority,
+        due_at=_aware(row.due_at) if row.due_at else None,
+        created_at=_aware(row.created_at),
+        form_ref=row.form_ref,
+        document_type=row.document_type,
+        document_key=row.document_key,
+        business_key=row.business_key,
+        excluded_users=_excluded_list(row.excluded),
     )
 
 

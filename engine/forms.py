@@ -60,8 +60,10 @@ class FormRegistry:
         if form_ref is None:
             if data:
                 fields = ", ".join(sorted(data))
-                raise InvalidData([FieldError(k, "this task has no form; no data is accepted") for k in data],
-                                  f"this task has no form; refused fields: {fields}")
+                raise InvalidData(
+                    [FieldError(k, "this task has no form; no data is accepted") for k in data],
+                    f"this task has no form; refused fields: {fields}",
+                )
             return {}
         validator = self._validator(form_ref)
         errors = [_field_error(e) for e in validator.iter_errors(_plain(data))]

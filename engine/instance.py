@@ -13,19 +13,19 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit, _EndJoin
+from SpiffWorkflow.bpmn.specs.event_definitions import timer as _spiff_timer
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
     TimerEventDefinition,
 )
-from SpiffWorkflow.bpmn.specs.event_definitions import timer as _spiff_timer
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity, SubWorkflowTask
 from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.task import Task
@@ -37,7 +37,7 @@ Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # SpiffWorkflow reads the wall clock inside its timer classes. The engine's clock is injectable
@@ -49,7 +49,7 @@ class _EngineClockDatetime(datetime):
     @classmethod
     def now(cls, tz: Any = None) -> _EngineClockDatetime:  # type: ignore[override]
         clock = _current_clock.get()
-        value = clock() if clock is not None else datetime.now(timezone.utc)
+        value = clock() if clock is not None else datetime.now(UTC)
         if tz is not None:
             value = value.astimezone(tz)
         return cls.fromtimestamp(value.timestamp(), value.tzinfo)
@@ -158,9 +158,7 @@ class Instance:
         wf = self.workflow
         for _ in range(10_000):
             wf.do_engine_steps()
-            if not any(
-                t.state == TaskState.READY and not t.task_spec.manual for t in self._all_tasks()
-            ):
+            if not any(t.state == TaskState.READY and not t.task_spec.manual for t in self._all_tasks()):
                 break
             self.prune()
         self.prune()
@@ -209,12 +207,17 @@ class Instance:
                 due = datetime.fromisoformat(value["next"])
                 kind = "cycle"
             else:
-                due = TimerEventDefinition.get_datetime(value) if "T" in value or len(value) > 10 else (
-                    TimerEventDefinition.get_datetime(value + "T00:00:00+00:00")
+                due = (
+                    TimerEventDefinition.get_datetime(value)
+                    if "T" in value or len(value) > 10
+                    else (TimerEventDefinition.get_datetime(value + "T00:00:00+00:00"))
                 )
                 kind = "date" if definition.__class__.__name__.startswith("TimeDate") else "duration"
-            timers.append(TimerInfo(str(task.id), task.task_spec.bpmn_id or task.task_spec.name, kind,
-                                    due.astimezone(timezone.utc)))
+            timers.append(
+                TimerInfo(
+                    str(task.id), task.task_spec.bpmn_id or task.task_spec.name, kind, due.astimezone(UTC)
+                )
+            )
         return timers
 
     def collapse_missed_cycles(self, now: datetime) -> None:
@@ -323,7 +326,8 @@ def _prune_workflow(wf: BpmnWorkflow, subprocesses: dict[UUID, Any]) -> None:
     if wf.last_task is not None:
         keep.add(wf.last_task.id)
     removable = [
-        t for t in wf.tasks.values()
+        t
+        for t in wf.tasks.values()
         if t.id not in keep
         and _prunable(t, subprocesses)
         and t.parent.state == TaskState.COMPLETED
@@ -354,7 +358,7 @@ def _owning_process(task: Task) -> str:
 
 def _due_from(value: Any, now: datetime) -> datetime | None:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     text = str(value).strip()
     if text.upper().startswith("P"):
         parsed = TimerEventDefinition.parse_iso_duration(text)

@@ -4,6 +4,7 @@ message subscriptions, incidents and the append-only audit trail."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
@@ -19,9 +20,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
-from .db import db
+from .db import Base, db
 
-Model = db.Model
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 
 
 class Role(Model):
@@ -149,7 +153,9 @@ class Timer(Model):
     __tablename__ = "timer"
     __table_args__ = (Index("ix_timer_due", "status", "due_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id", ondelete="CASCADE"), index=True)
+    instance_id: Mapped[int] = mapped_column(
+        ForeignKey("process_instance.id", ondelete="CASCADE"), index=True
+    )
     task_id: Mapped[str] = mapped_column(String(36))
     spec_id: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(20))
@@ -165,7 +171,9 @@ class MessageWait(Model):
     __tablename__ = "message_wait"
     __table_args__ = (Index("ix_message_wait_name", "message_name", "correlation_key"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id", ondelete="CASCADE"), index=True)
+    instance_id: Mapped[int] = mapped_column(
+        ForeignKey("process_instance.id", ondelete="CASCADE"), index=True
+    )
     task_id: Mapped[str] = mapped_column(String(36))
     message_name: Mapped[str] = mapped_column(String(200))
     correlation_key: Mapped[str] = mapped_column(String(500), default="")
@@ -175,7 +183,9 @@ class MessageWait(Model):
 class Incident(Model):
     __tablename__ = "incident"
     id: Mapped[int] = mapped_column(primary_key=True)
-    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id", ondelete="CASCADE"), index=True)
+    instance_id: Mapped[int] = mapped_column(
+        ForeignKey("process_instance.id", ondelete="CASCADE"), index=True
+    )
     task_id: Mapped[str | None] = mapped_column(String(36))
     spec_id: Mapped[str | None] = mapped_column(String(200))
     message: Mapped[str] = mapped_column(Text)

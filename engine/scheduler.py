@@ -31,8 +31,16 @@ def tick(app: Any) -> int:
 
 
 def _add_job(scheduler: Any, app: Any, seconds: float) -> None:
-    scheduler.add_job(tick, "interval", args=[app], seconds=seconds, id="fire_due_timers",
-                      max_instances=1, coalesce=True, misfire_grace_time=None)
+    scheduler.add_job(
+        tick,
+        "interval",
+        args=[app],
+        seconds=seconds,
+        id="fire_due_timers",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+    )
 
 
 def start_background(app: Any, seconds: float = DEFAULT_TICK_SECONDS) -> BackgroundScheduler:

@@ -37,14 +37,20 @@ def ensure_roles(names: list[str] | None = None) -> None:
     db.session.flush()
 
 
-def add_user(username: str, roles: list[str], password: str | None = None, display_name: str = "",
-             email: str = "") -> User:
+def add_user(
+    username: str, roles: list[str], password: str | None = None, display_name: str = "", email: str = ""
+) -> User:
     """Create the user, or update their roles (and password when given) if they exist."""
     ensure_roles(sorted(set(roles)))
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
-        user = User(username=username, display_name=display_name or username, email=email,
-                    created_at=utcnow(), active=True)
+        user = User(
+            username=username,
+            display_name=display_name or username,
+            email=email,
+            created_at=utcnow(),
+            active=True,
+        )
         db.session.add(user)
     if password:
         user.password_hash = generate_password_hash(password)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ class Clock:
     """A clock tests move by hand."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+        self.current = start or datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.current
@@ -70,8 +70,15 @@ _migrated: dict[str, Any] = {}
 
 
 def make_app(url: str, clock: Clock, **config: Any) -> Any:
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, "CLOCK": clock,
-                      "FORMS_DIR": str(ROOT / "tests" / "engine" / "forms"), **config})
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "TESTING": True,
+            "CLOCK": clock,
+            "FORMS_DIR": str(ROOT / "tests" / "engine" / "forms"),
+            **config,
+        }
+    )
     return app
 
 
@@ -84,7 +91,9 @@ def _prepare(app: Any, url: str) -> None:
             _migrated[url] = True
         tables = [t.name for t in reversed(db.metadata.sorted_tables)]
         if db.engine.dialect.name == "postgresql":
-            db.session.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+            db.session.execute(
+                text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+            )
         else:
             for table in tables:
                 db.session.execute(text(f'DELETE FROM "{table}"'))

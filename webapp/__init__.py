@@ -24,8 +24,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SECRET_KEY=os.environ.get("SECRET_KEY", "dev-only-change-me"),
         SQLALCHEMY_DATABASE_URI=_database_url(os.environ.get("DATABASE_URL", default_db)),
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
-        FORMS_DIR=str(ROOT / "forms"),
-        PROCESSES_DIR=str(ROOT / "processes"),
+        FORMS_DIR=os.environ.get("BACKOFFICE_FORMS_DIR", str(ROOT / "forms")),
+        PROCESSES_DIR=os.environ.get("BACKOFFICE_PROCESSES_DIR", str(ROOT / "processes")),
         SCHEDULER_TICK_SECONDS=0.5,
     )
     if test_config is not None:
@@ -43,7 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 def _database_url(url: str) -> str:
     """`postgresql://` means psycopg 3 here."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url

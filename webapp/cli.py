@@ -57,11 +57,11 @@ def init_db() -> None:
 @with_appcontext
 def deploy(paths: tuple[str, ...]) -> None:
     """Validate and deploy BPMN/DMN files (default: processes/)."""
-    engine = current_app.extensions["engine"]
     import engine.business  # noqa: F401  (registers the service operations)
 
+    runtime = current_app.extensions["engine"]
     try:
-        result = engine.deploy(_collect(paths))
+        result = runtime.deploy(_collect(paths))
     except ProcessFileErrors as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
@@ -100,8 +100,10 @@ def scheduler(tick: float | None) -> None:
     import engine.business  # noqa: F401
     from engine.scheduler import run_forever
 
-    run_forever(current_app._get_current_object(),  # type: ignore[attr-defined]
-                tick or current_app.config["SCHEDULER_TICK_SECONDS"])
+    run_forever(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        tick or current_app.config["SCHEDULER_TICK_SECONDS"],
+    )
 
 
 @main.group("users")

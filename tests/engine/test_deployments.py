@@ -1,4 +1,5 @@
-"""Deployments: content-addressed, versioned per process, specs cached, running instances keep their version."""
+"""Deployments: content-addressed, versioned per process, specs cached; running instances keep
+their version."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import func, select
 from engine import ProcessFileErrors
 from engine.db import db
 from engine.models import Deployment, ProcessDefinition, ProcessInstance
-from tests.conftest import MONA, SALLY, read_files
+from tests.conftest import MONA, SALLY
 
 BPMN = Path(__file__).parent / "bpmn"
 
@@ -71,12 +72,15 @@ def test_one_bad_file_deploys_nothing(engine):
     assert db.session.scalar(select(func.count()).select_from(Deployment)) == 0
 
 
-@pytest.mark.parametrize("payload", [
-    b'<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
-    b'<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL">&xxe;</bpmn:definitions>',
-    b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">'
-    b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;">]>\n<lolz>&lol3;</lolz>',
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
+        b'<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL">&xxe;</bpmn:definitions>',
+        b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">'
+        b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;">]>\n<lolz>&lol3;</lolz>',
+    ],
+)
 def test_hostile_xml_refused_through_deploy(engine, payload):
     with pytest.raises(ProcessFileErrors, match="DOCTYPE"):
         engine.deploy({"evil.bpmn": payload})

@@ -6,7 +6,7 @@ fail before any stored instance does. Regenerate only together with a migration.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,8 +25,12 @@ def restore(name: str) -> Instance:
     assert golden["serializer_version"] == SERIALIZER_VERSION
     bundle = parse_files({golden["bpmn"]: (HERE / "bpmn" / golden["bpmn"]).read_bytes()}, HERE / "forms")
     process_id = golden["bpmn"].removesuffix(".bpmn")
-    wf = load_state(json.dumps(golden["state"]), bundle.processes[process_id],
-                    bundle.subprocess_specs.get(process_id, {}), golden["serializer_version"])
+    wf = load_state(
+        json.dumps(golden["state"]),
+        bundle.processes[process_id],
+        bundle.subprocess_specs.get(process_id, {}),
+        golden["serializer_version"],
+    )
     return Instance(wf, SandboxedScriptEngine())
 
 
@@ -57,7 +61,7 @@ def test_reminder_fires_its_cycle_after_load():
     with engine_clock(lambda: later):
         inst.fire_timers(later)
     assert sorted(t.task_spec.name for t in inst.ready_user_tasks()) == ["follow_up", "work"]
-    assert due < datetime(2027, 1, 1, tzinfo=timezone.utc)
+    assert due < datetime(2027, 1, 1, tzinfo=UTC)
 
 
 def test_loop_finishes_its_remaining_passes():

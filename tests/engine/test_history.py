@@ -22,7 +22,9 @@ def test_thousand_pass_loop_completes(engine):
         [task] = engine.tasks_for(SALLY).tasks
         engine.complete_task(task.id, SALLY, {"note": f"pass {n}"})
         if n in (10, 999):
-            sizes[n] = len(db.session.scalar(select(ProcessInstance.state).where(ProcessInstance.id == instance_id)))
+            sizes[n] = len(
+                db.session.scalar(select(ProcessInstance.state).where(ProcessInstance.id == instance_id))
+            )
     row = db.session.get(ProcessInstance, instance_id)
     assert row.status == "completed"
     assert engine.tasks_for(SALLY).tasks == []

@@ -67,7 +67,11 @@ def test_suspend_resume_cancel_are_audited(deployed):
     assert db.session.get(ProcessInstance, instance_id).status == "cancelled"
     assert deployed.tasks_for(SALLY).tasks == []
     events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.instance_id == instance_id)).all()
-    assert [e for e in events if e in ("suspended", "resumed", "cancelled")] == ["suspended", "resumed", "cancelled"]
+    assert [e for e in events if e in ("suspended", "resumed", "cancelled")] == [
+        "suspended",
+        "resumed",
+        "cancelled",
+    ]
 
 
 def test_unregistered_operation_refused_at_deploy(engine):

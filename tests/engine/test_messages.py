@@ -27,8 +27,10 @@ def test_message_reaches_only_the_correlated_instance(deployed):
     second = deployed.start_process("payment", {"invoice_number": "INV-2026-0002"}, ALEX)
     assert db.session.scalar(select(func.count()).select_from(MessageWait)) == 2
     delivered = deployed.correlate_message(
-        "payment_received", {"invoice_number": "INV-2026-0002"},
-        {"invoice_number": "INV-2026-0002", "amount": "150.00"})
+        "payment_received",
+        {"invoice_number": "INV-2026-0002"},
+        {"invoice_number": "INV-2026-0002", "amount": "150.00"},
+    )
     assert delivered == [second]
     assert db.session.get(ProcessInstance, second).status == "completed"
     assert db.session.get(ProcessInstance, first).status == "waiting"
@@ -40,10 +42,13 @@ def test_message_reaches_only_the_correlated_instance(deployed):
 def test_message_nobody_waits_for_changes_nothing(deployed):
     instance_id = deployed.start_process("payment", {"invoice_number": "INV-2026-0001"}, ALEX)
     revision = db.session.get(ProcessInstance, instance_id).revision
-    with pytest.raises(NotWaiting, match="payment_received.*invoice_number=INV-2026-9999"):
+    with pytest.raises(NotWaiting, match=r"payment_received.*invoice_number=INV-2026-9999"):
         deployed.correlate_message("payment_received", {"invoice_number": "INV-2026-9999"}, {"amount": "1"})
-    deployed.correlate_message("payment_received", {"invoice_number": "INV-2026-0001"},
-                               {"invoice_number": "INV-2026-0001", "amount": "1"})
+    deployed.correlate_message(
+        "payment_received",
+        {"invoice_number": "INV-2026-0001"},
+        {"invoice_number": "INV-2026-0001", "amount": "1"},
+    )
     with pytest.raises(NotWaiting):  # an invoice already paid: nothing waits any more
         deployed.correlate_message("payment_received", {"invoice_number": "INV-2026-0001"}, {"amount": "1"})
     assert db.session.get(ProcessInstance, instance_id).revision == revision + 1

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -38,21 +38,35 @@ with app.app_context():
 
 def test_two_scheduler_processes_fire_each_timer_once(engine, clock, app):
     engine.deploy(read_files(BPMN / "wait_then.bpmn"))
-    ids = [engine.start_process("wait_then", {"due_date": "2030-01-01T00:00:00+00:00"}, ALEX)
-           for _ in range(40)]
+    ids = [
+        engine.start_process("wait_then", {"due_date": "2030-01-01T00:00:00+00:00"}, ALEX) for _ in range(40)
+    ]
     db.session.remove()
     fire_at = clock.advance(hours=2).isoformat()
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     forms = app.config["FORMS_DIR"]
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, url, fire_at, forms], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url, fire_at, forms],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = [w.communicate(timeout=120) for w in workers]
-    for w, (out, err) in zip(workers, results, strict=True):
+    for w, (_out, err) in zip(workers, results, strict=True):
         assert w.returncode == 0, err
     totals = [int(out.strip().splitlines()[-1]) for out, _ in results]
     assert sum(totals) == 40, totals
-    fired = Counter(db.session.scalars(select(AuditEvent.instance_id).where(
-        AuditEvent.event == "timer_fired", AuditEvent.detail["spec"].as_string() == "one_hour")))
+    fired = Counter(
+        db.session.scalars(
+            select(AuditEvent.instance_id).where(
+                AuditEvent.event == "timer_fired", AuditEvent.detail["spec"].as_string() == "one_hour"
+            )
+        )
+    )
     assert fired == Counter({i: 1 for i in ids})
     # every instance moved on to its second timer, and only that one is pending
     assert set(db.session.scalars(select(Timer.spec_id))) == {"until_date"}
@@ -67,7 +81,7 @@ def test_background_tick_fires_real_one_second_timer(database_url):
     with app.app_context():
         engine = app.extensions["engine"]
         engine.deploy(read_files(BPMN / "quick_timer.bpmn"))
-        start_time = datetime.now(timezone.utc).isoformat()
+        start_time = datetime.now(UTC).isoformat()
         instance_id = engine.start_process("quick_timer", {"start_time": start_time}, ALEX)
         db.session.remove()
         scheduler = start_background(app, seconds=0.2)

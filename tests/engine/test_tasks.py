@@ -35,10 +35,19 @@ def only_task(engine, actor, **kw):
 def test_start_runs_to_first_user_task_and_persists_everything(deployed, clock):
     instance_id = start(deployed, key="REQ-1")
     row = db.session.get(ProcessInstance, instance_id)
-    assert (row.status, row.process_version, row.started_by, row.business_key) == ("running", 1, "sally", "REQ-1")
+    assert (row.status, row.process_version, row.started_by, row.business_key) == (
+        "running",
+        1,
+        "sally",
+        "REQ-1",
+    )
     task = only_task(deployed, SALLY)
     assert (task.spec_id, task.role, task.title, task.form_ref) == (
-        "enter_request", "sales", "Enter request", "three_steps/enter_request.json")
+        "enter_request",
+        "sales",
+        "Enter request",
+        "three_steps/enter_request.json",
+    )
     assert task.due_at == clock.current.replace(microsecond=0) + __import__("datetime").timedelta(days=1)
     events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.instance_id == instance_id)).all()
     assert events == ["started", "task_created"]

@@ -27,8 +27,9 @@ def titles(engine, actor):
 
 
 def fired_count(instance_id):
-    return db.session.scalar(select(func.count()).where(
-        AuditEvent.instance_id == instance_id, AuditEvent.event == "timer_fired"))
+    return db.session.scalar(
+        select(func.count()).where(AuditEvent.instance_id == instance_id, AuditEvent.event == "timer_fired")
+    )
 
 
 def test_timer_rows_follow_the_workflow(deployed, clock):
@@ -95,8 +96,9 @@ def test_duration_then_date_timer_from_data(deployed, clock):
     deployed.fire_due_timers(clock.advance(hours=1, seconds=1))
     row = db.session.execute(select(Timer.spec_id, Timer.due_at)).one()
     assert row.spec_id == "until_date"
-    assert row.due_at.replace(tzinfo=clock.current.tzinfo) == clock.current - timedelta(hours=1, seconds=1) + \
-        timedelta(days=5)
+    assert row.due_at.replace(tzinfo=clock.current.tzinfo) == clock.current - timedelta(
+        hours=1, seconds=1
+    ) + timedelta(days=5)
     assert titles(deployed, ALEX) == []
     deployed.fire_due_timers(clock.advance(days=5))
     assert titles(deployed, ALEX) == ["book"]
@@ -110,3 +112,14 @@ def test_suspended_instance_holds_its_timers_until_resumed(deployed, clock):
     deployed.resume(instance_id, admin)
     assert deployed.fire_due_timers(clock.current) == 1
     assert db.session.scalar(select(Timer.spec_id)) == "until_date"
+
+
+def test_failing_instance_becomes_incident_and_others_still_fire(deployed, clock):
+    broken = deployed.start_process("wait_then", {"due_date": "not a date"}, ALEX)
+    healthy = deployed.start_process("wait_then", {"due_date": "2030-01-01T00:00:00+00:00"}, ALEX)
+    assert deployed.fire_due_timers(clock.advance(hours=2)) == 2
+    assert db.session.get(ProcessInstance, broken).status == "error"
+    [incident] = deployed.incidents(broken)
+    assert "not a date" in incident.message
+    assert db.session.get(ProcessInstance, healthy).status == "waiting"
+    assert db.session.scalar(select(Timer.spec_id).where(Timer.instance_id == healthy)) == "until_date"
