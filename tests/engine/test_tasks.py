@@ -170,3 +170,13 @@ def test_inbox_sorts_filters_and_pages(deployed, clock):
     newest_first = deployed.tasks_for(SALLY, sort="age", limit=2)
     assert [t.business_key for t in newest_first.tasks] == ["REQ-0", "REQ-1"]
     assert deployed.task_counts(SALLY) == {"sales": 7, "mine": 0}
+
+
+def test_audit_trail_is_append_only(deployed):
+    from sqlalchemy import update
+    from sqlalchemy.exc import DatabaseError
+
+    start(deployed)
+    with pytest.raises(DatabaseError, match="append-only"):
+        db.session.execute(update(AuditEvent).values(actor="mallory"))
+    db.session.rollback()
