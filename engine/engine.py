@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, union_all, update
+from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, tuple_, union, update
 
 from . import errors
 from .db import db, is_postgres
@@ -131,6 +131,7 @@ class _Step:
     incident: tuple[str | None, str | None, str, str] | None = None
 
 
+_fixed_now: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("fixed_now", default=None)
 _command_row: contextvars.ContextVar[_InstanceRef | None] = contextvars.ContextVar("row", default=None)
 _REF_COLUMNS = (
     ProcessInstance.id,
@@ -140,6 +141,69 @@ _REF_COLUMNS = (
     ProcessInstance.business_key,
 )
 _TASK_COLUMNS = tuple(HumanTask.__table__.c)
+
+# Hot-path statements are built once and run on the session's connection: building and
+# ORM-executing them per call cost more than the SQL and SpiffWorkflow work together.
+_T = cast(Table, HumanTask.__table__)
+_I = cast(Table, ProcessInstance.__table__)
+_TIMER = cast(Table, Timer.__table__)
+_WAIT = cast(Table, MessageWait.__table__)
+_SELECT_TASK = select(*_T.c).where(_T.c.id == bindparam("task_pk"))
+_SELECT_REF = select(*_REF_COLUMNS).where(_I.c.id == bindparam("iid"))
+_SELECT_REF_STATE = select(*_REF_COLUMNS, _I.c.state, _I.c.serializer_version).where(
+    _I.c.id == bindparam("iid")
+)
+_INSERT_TASK = _T.insert()
+_INSERT_INSTANCE = _I.insert().returning(_I.c.id)
+_LATEST_DEFINITION = (
+    select(ProcessDefinition.id, ProcessDefinition.version)
+    .where(ProcessDefinition.process_id == bindparam("pid"))
+    .order_by(ProcessDefinition.version.desc())
+    .limit(1)
+)
+_INSERT_AUDIT = cast(Table, AuditEvent.__table__).insert()
+_INSERT_TIMER = _TIMER.insert()
+_INSERT_WAIT = _WAIT.insert()
+_SAVE_INSTANCE = (
+    _I.update()
+    .where(_I.c.id == bindparam("iid"), _I.c.revision == bindparam("expected"))
+    .values(
+        state=bindparam("new_state"),
+        status=bindparam("new_status"),
+        updated_at=bindparam("now"),
+        revision=bindparam("new_revision"),
+        serializer_version=bindparam("new_sv"),
+        completed_at=bindparam("done_at"),
+    )
+)
+_CANCEL_TASKS = (
+    _T.update()
+    .where(_T.c.task_id.in_(bindparam("ids", expanding=True)), _T.c.status.in_(OPEN_STATES))
+    .values(status="cancelled", completed_at=bindparam("now"), revision=_T.c.revision + 1)
+)
+_DELETE_TIMERS = _TIMER.delete().where(
+    _TIMER.c.instance_id == bindparam("iid"), _TIMER.c.task_id.in_(bindparam("ids", expanding=True))
+)
+_DELETE_WAITS = _WAIT.delete().where(
+    _WAIT.c.instance_id == bindparam("iid"), _WAIT.c.task_id.in_(bindparam("ids", expanding=True))
+)
+_TASK_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _task_update(keys: tuple[str, ...]) -> Any:
+    """`UPDATE human_task SET ... WHERE id = ? AND revision = ? AND status is open`, built once per shape."""
+    statement = _TASK_UPDATES.get(keys)
+    if statement is None:
+        statement = _TASK_UPDATES[keys] = (
+            _T.update()
+            .where(
+                _T.c.id == bindparam("task_pk"),
+                _T.c.revision == bindparam("expected"),
+                _T.c.status.in_(OPEN_STATES),
+            )
+            .values(revision=bindparam("new_revision"), **{k: bindparam(f"v_{k}") for k in keys})
+        )
+    return statement
 
 
 def _aware(value: datetime) -> datetime:
@@ -178,7 +242,8 @@ class Engine:
         return self._session_factory() if self._session_factory else db.session
 
     def now(self) -> datetime:
-        return self.clock()
+        override = _fixed_now.get()
+        return override if override is not None else self.clock()
 
     def _audit(
         self, actor: str, event: str, instance_id: int | None, task_id: str | None = None, **detail: Any
@@ -192,9 +257,13 @@ class Engine:
             "detail": _jsonable(detail),
         }
 
+    def _exec(self, statement: Any, params: Any = None) -> Any:
+        """Run a prebuilt Core statement in the session's transaction."""
+        return self.session.connection().execute(statement, params)
+
     def _write_audit(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self.session.execute(insert(AuditEvent), rows)
+            self._exec(_INSERT_AUDIT, rows)
 
     # -- deployments ----------------------------------------------------------------------
     def deploy(self, files: dict[str, bytes], actor: Actor = SYSTEM) -> DeployResult:
@@ -314,21 +383,14 @@ class Engine:
     def _load(self, instance_id: int) -> _Step:
         with self._lock:
             cached = self._cache.pop(instance_id, None)
-        columns = (
-            _REF_COLUMNS
-            if cached is not None
-            else (*_REF_COLUMNS, ProcessInstance.state, ProcessInstance.serializer_version)
-        )
-        found = self.session.execute(select(*columns).where(ProcessInstance.id == instance_id)).first()
+        found = self._exec(
+            _SELECT_REF if cached is not None else _SELECT_REF_STATE, {"iid": instance_id}
+        ).first()
         if found is None:
             raise errors.NotFound(f"process instance {instance_id} does not exist")
         if cached is not None and cached[0] != found.revision:
             cached = None
-            found = self.session.execute(
-                select(*_REF_COLUMNS, ProcessInstance.state, ProcessInstance.serializer_version).where(
-                    ProcessInstance.id == instance_id
-                )
-            ).one()
+            found = self._exec(_SELECT_REF_STATE, {"iid": instance_id}).one()
         row = _InstanceRef(found.id, found.revision, found.status, found.definition_id, found.business_key)
         if cached is not None:
             inst = cached[1]
@@ -382,23 +444,20 @@ class Engine:
                 status = "running"
             else:
                 status = "waiting"
-        state = dump_state(inst.workflow)
-        values: dict[str, Any] = {
-            "state": state,
-            "status": status,
-            "updated_at": now,
-            "revision": row.revision + 1,
-            "serializer_version": SERIALIZER_VERSION,
-        }
-        if status == "completed":
-            values["completed_at"] = now
-        result = session.execute(
-            update(ProcessInstance)
-            .where(ProcessInstance.id == row.id, ProcessInstance.revision == row.revision)
-            .values(**values)
-            .execution_options(synchronize_session=False)
+        result = self._exec(
+            _SAVE_INSTANCE,
+            {
+                "iid": row.id,
+                "expected": row.revision,
+                "new_state": dump_state(inst.workflow),
+                "new_status": status,
+                "now": now,
+                "new_revision": row.revision + 1,
+                "new_sv": SERIALIZER_VERSION,
+                "done_at": now if status == "completed" else None,
+            },
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if result.rowcount != 1:
             raise errors.Conflict(f"process instance {row.id} was changed meanwhile; nothing was changed")
         new_revision = row.revision + 1
         self._sync_tasks(step, ready, actor, now)
@@ -429,16 +488,11 @@ class Engine:
                     self._cache.popitem(last=False)
 
     def _sync_tasks(self, step: _Step, ready: list[Any], actor: str, now: datetime) -> None:
-        session, row, inst = self.session, step.row, step.instance
+        row, inst = step.row, step.instance
         after = {str(t.id): t for t in ready}
         gone = step.tasks_before - set(after) - {step.completed_task or ""}
         if gone:
-            session.execute(
-                update(HumanTask)
-                .where(HumanTask.task_id.in_(gone), HumanTask.status.in_(OPEN_STATES))
-                .values(status="cancelled", completed_at=now, revision=HumanTask.revision + 1)
-                .execution_options(synchronize_session=False)
-            )
+            self._exec(_CANCEL_TASKS, {"ids": sorted(gone), "now": now})
         new_rows = []
         with engine_clock(self.now):
             for task_id in sorted(set(after) - step.tasks_before):
@@ -478,19 +532,19 @@ class Engine:
                     )
                 )
         if new_rows:
-            session.execute(insert(HumanTask), new_rows)
+            self._exec(_INSERT_TASK, new_rows)
 
     def _sync_timers(self, step: _Step, now: datetime) -> None:
-        session, row = self.session, step.row
+        row = step.row
         after = {t.task_id: t for t in step.instance.waiting_timers()} if not step.instance.completed else {}
         before = step.timers_before
         stale = [tid for tid, t in before.items() if after.get(tid) != t]
         fresh = [t for tid, t in after.items() if before.get(tid) != t]
         if stale:
-            session.execute(delete(Timer).where(Timer.instance_id == row.id, Timer.task_id.in_(stale)))
+            self._exec(_DELETE_TIMERS, {"iid": row.id, "ids": stale})
         if fresh:
-            session.execute(
-                insert(Timer),
+            self._exec(
+                _INSERT_TIMER,
                 [
                     {
                         "instance_id": row.id,
@@ -505,7 +559,7 @@ class Engine:
             )
 
     def _sync_messages(self, step: _Step, now: datetime) -> None:
-        session, row = self.session, step.row
+        row = step.row
         after = (
             {m.task_id: m for m in step.instance.waiting_messages()} if not step.instance.completed else {}
         )
@@ -513,12 +567,10 @@ class Engine:
         stale = [tid for tid, m in before.items() if after.get(tid) != m]
         fresh = [m for tid, m in after.items() if before.get(tid) != m]
         if stale:
-            session.execute(
-                delete(MessageWait).where(MessageWait.instance_id == row.id, MessageWait.task_id.in_(stale))
-            )
+            self._exec(_DELETE_WAITS, {"iid": row.id, "ids": stale})
         if fresh:
-            session.execute(
-                insert(MessageWait),
+            self._exec(
+                _INSERT_WAIT,
                 [
                     {
                         "instance_id": row.id,
@@ -559,7 +611,7 @@ class Engine:
         self, process_id: str, data: dict[str, Any], actor: Actor, business_key: str | None = None
     ) -> int:
         """Start the latest version of a process and run it to its first wait state."""
-        definition = self._latest_definition(process_id)
+        definition = self._exec(_LATEST_DEFINITION, {"pid": process_id}).first()
         if definition is None:
             raise errors.NotFound(f"process {process_id!r} is not deployed")
         spec, subs = self._spec_for(definition.id)
@@ -568,12 +620,11 @@ class Engine:
         start_data.update(started_by=actor.username, business_key=business_key, completed_by={})
         with engine_clock(self.now):
             inst = Instance.start(spec, subs, self.script_engine, start_data)
-        session = self.session
         row = None
         try:
-            new_id = session.execute(
-                insert(ProcessInstance)
-                .values(
+            new_id = self._exec(
+                _INSERT_INSTANCE,
+                dict(
                     definition_id=definition.id,
                     process_id=process_id,
                     process_version=definition.version,
@@ -585,8 +636,7 @@ class Engine:
                     updated_at=now,
                     serializer_version=SERIALIZER_VERSION,
                     state="{}",
-                )
-                .returning(ProcessInstance.id)
+                ),
             ).scalar_one()
             row = _InstanceRef(new_id, 0, "running", definition.id, business_key)
             step = self._step(row, inst)
@@ -631,7 +681,7 @@ class Engine:
 
     # -- human tasks ---------------------------------------------------------------------------------
     def task(self, task_id: int) -> TaskView:
-        row = self.session.execute(select(*_TASK_COLUMNS).where(HumanTask.id == task_id)).first()
+        row = self._exec(_SELECT_TASK, {"task_pk": task_id}).first()
         if row is None:
             raise errors.NotFound(f"task {task_id} does not exist")
         return _view(row)
@@ -656,7 +706,7 @@ class Engine:
             raise errors.Forbidden(f"task {row.id} ({row.title}) is for role {row.role!r}")
 
     def _open_task(self, task_id: int) -> Any:
-        row = self.session.execute(select(*_TASK_COLUMNS).where(HumanTask.id == task_id)).first()
+        row = self._exec(_SELECT_TASK, {"task_pk": task_id}).first()
         if row is None:
             raise errors.NotFound(f"task {task_id} does not exist")
         if row.status == "completed":
@@ -718,15 +768,10 @@ class Engine:
         return self.task(task_id)
 
     def _conditional_task_update(self, row: Any, **values: Any) -> None:
-        result = self.session.execute(
-            update(HumanTask)
-            .where(
-                HumanTask.id == row.id, HumanTask.revision == row.revision, HumanTask.status.in_(OPEN_STATES)
-            )
-            .values(revision=row.revision + 1, **values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        params = {"task_pk": row.id, "expected": row.revision, "new_revision": row.revision + 1}
+        params.update({f"v_{k}": v for k, v in values.items()})
+        result = self._exec(_task_update(tuple(sorted(values))), params)
+        if result.rowcount != 1:
             raise errors.Conflict(f"task {row.id} ({row.title}) was changed meanwhile; nothing was changed")
 
     def complete_task(self, task_id: int, actor: Actor, data: dict[str, Any]) -> int:
@@ -795,7 +840,6 @@ class Engine:
             "excluded": f"%|{_like_escape(actor.username)}|%",
             "me": actor.username,
             "limit": limit + 1,
-            "outer_limit": 2 * limit + 2,
         }
         params.update({f"role_{i}": r for i, r in enumerate(roles)})
         if process_id:
@@ -806,9 +850,12 @@ class Engine:
             params["text"] = f"%{_like_escape(text)}%"
         if cursor:
             params["last_key"], params["last_id"] = _decode_cursor(cursor, sort)
+        if role is not None:
+            params["only_role"] = role
         shape = (
             sort,
             len(roles),
+            role is not None,
             bool(process_id),
             overdue,
             bool(text),
@@ -818,15 +865,7 @@ class Engine:
         statement = self._inbox_statements.get(shape)
         if statement is None:
             statement = self._inbox_statements[shape] = _inbox_statement(*shape)
-        rows = self.session.execute(statement, params).all()
-        seen: set[int] = set()
-        views = []
-        for r in rows:
-            if r.id not in seen:
-                seen.add(r.id)
-                views.append(_view(r))
-        if role is not None:
-            views = [v for v in views if v.role == role]
+        views = [_view(r) for r in self._exec(statement, params)]
         next_cursor = None
         if len(views) > limit:
             views = views[:limit]
@@ -900,8 +939,7 @@ class Engine:
                 return fired
 
     def _fire_instance_timers(self, instance_id: int, timer_ids: list[int], now: datetime) -> bool:
-        clock = self.clock
-        self.clock = lambda: now
+        token = _fixed_now.set(now)  # this thread's commands see the firing time; others are unaffected
         try:
             step = self._load(instance_id)
             if step.row.status not in ("running", "waiting"):
@@ -948,7 +986,7 @@ class Engine:
             self._record_failure(instance_id, exc, timer_ids)
             return False
         finally:
-            self.clock = clock
+            _fixed_now.reset(token)
 
     def _record_failure(self, instance_id: int, exc: BaseException, timer_ids: list[int]) -> None:
         session, now = self.session, self.now()
@@ -1130,14 +1168,15 @@ _SORT_KEYS = {"due": HumanTask.due_key, "priority": HumanTask.priority_rank, "ag
 def _inbox_statement(
     sort: str,
     n_roles: int,
+    one_role: bool,
     by_process: bool,
     overdue: bool,
     text: bool,
     cursor: bool,
     include_claimed_by_others: bool,
 ) -> Any:
-    """The inbox query for one shape of request, built once: a UNION ALL of one index range
-    scan per role (and one for the actor's own tasks), each already sorted and limited."""
+    """The inbox query for one shape of request, built once: a UNION of one index range scan
+    per role (and one for the actor's own tasks), each already sorted and limited."""
     sort_col = _SORT_KEYS[sort]
 
     def part(q: Any) -> Any:
@@ -1171,15 +1210,14 @@ def _inbox_statement(
         )
         for i in range(n_roles)
     ]
-    parts.append(
-        part(
-            select(*_TASK_COLUMNS, sort_col.label("k")).where(
-                HumanTask.assignee == bindparam("me"), HumanTask.status.in_(OPEN_STATES)
-            )
-        )
+    mine = select(*_TASK_COLUMNS, sort_col.label("k")).where(
+        HumanTask.assignee == bindparam("me"), HumanTask.status.in_(OPEN_STATES)
     )
-    sub = union_all(*[p.subquery().select() for p in parts]).subquery()
-    return select(sub).order_by(sub.c.k, sub.c.id).limit(bindparam("outer_limit"))
+    if one_role:
+        mine = mine.where(HumanTask.role == bindparam("only_role"))
+    parts.append(part(mine))
+    sub = union(*[p.subquery().select() for p in parts]).subquery()
+    return select(sub).order_by(sub.c.k, sub.c.id).limit(bindparam("limit"))
 
 
 def _excluded_list(text: str | None) -> tuple[str, ...]:

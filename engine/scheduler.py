@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -27,10 +28,13 @@ def tick(app: Any) -> int:
             engine.session.rollback()
             return 0
         finally:
-            engine.session.remove() if hasattr(engine.session, "remove") else None
+            if hasattr(engine.session, "remove"):
+                engine.session.remove()
 
 
 def _add_job(scheduler: Any, app: Any, seconds: float) -> None:
+    # The first run is immediate: timers that fell due while everything was down fire once at
+    # start-up. max_instances=1 keeps the ticks of one process from overlapping.
     scheduler.add_job(
         tick,
         "interval",
@@ -40,6 +44,7 @@ def _add_job(scheduler: Any, app: Any, seconds: float) -> None:
         max_instances=1,
         coalesce=True,
         misfire_grace_time=None,
+        next_run_time=datetime.now(UTC),
     )
 
 
@@ -48,13 +53,11 @@ def start_background(app: Any, seconds: float = DEFAULT_TICK_SECONDS) -> Backgro
     scheduler = BackgroundScheduler(daemon=True)
     _add_job(scheduler, app, seconds)
     scheduler.start()
-    tick(app)  # timers that fell due while everything was down fire once at start-up
     return scheduler
 
 
 def run_forever(app: Any, seconds: float = DEFAULT_TICK_SECONDS, stop: threading.Event | None = None) -> None:
     """`backoffice scheduler`: its own process in production; several may run on PostgreSQL."""
-    tick(app)
     if stop is not None:
         scheduler = BackgroundScheduler()
         _add_job(scheduler, app, seconds)
