@@ -30,7 +30,16 @@ from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, tuple_
 from . import errors
 from .db import db, is_postgres
 from .forms import FormRegistry
-from .instance import Clock, Instance, MessageInfo, TimerInfo, correlation_key, engine_clock, utcnow
+from .instance import (
+    Clock,
+    Instance,
+    MessageInfo,
+    TimerInfo,
+    correlation_key,
+    engine_clock,
+    start_form,
+    utcnow,
+)
 from .models import (
     AuditEvent,
     Deployment,
@@ -129,10 +138,11 @@ class _Step:
     completed_task: str | None = None
     audit: list[dict[str, Any]] = field(default_factory=list)
     incident: tuple[str | None, str | None, str, str] | None = None
+    actor: str = "system"
 
 
 _fixed_now: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("fixed_now", default=None)
-_command_row: contextvars.ContextVar[_InstanceRef | None] = contextvars.ContextVar("row", default=None)
+_command_step: contextvars.ContextVar[_Step | None] = contextvars.ContextVar("step", default=None)
 _REF_COLUMNS = (
     ProcessInstance.id,
     ProcessInstance.revision,
@@ -232,6 +242,9 @@ class Engine:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._inbox_statements: dict[tuple[Any, ...], Any] = {}
+        # called with the rows of new human tasks, inside the transaction that creates them
+        # (e.g. to queue "a task is waiting for you" mail)
+        self.task_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.script_engine = SandboxedScriptEngine(clock=self.now, service_handler=self._call_service)
 
@@ -411,7 +424,7 @@ class Engine:
 
     def _run(self, step: _Step, action: Callable[[], None]) -> None:
         """Run `action` on the workflow; an exception becomes an incident, not a lost step."""
-        token = _command_row.set(step.row)
+        token = _command_step.set(step)
         try:
             with engine_clock(self.now):
                 action()
@@ -427,7 +440,7 @@ class Engine:
                 traceback.format_exc(),
             )
         finally:
-            _command_row.reset(token)
+            _command_step.reset(token)
 
     def _save(self, step: _Step, actor: str, *, new: bool = False, status: str | None = None) -> None:
         """Write the instance and everything derived from it; conditional on the revision."""
@@ -533,6 +546,8 @@ class Engine:
                 )
         if new_rows:
             self._exec(_INSERT_TASK, new_rows)
+            for listener in self.task_listeners:
+                listener(new_rows)
 
     def _sync_timers(self, step: _Step, now: datetime) -> None:
         row = step.row
@@ -594,7 +609,8 @@ class Engine:
 
     # -- service tasks -------------------------------------------------------------------------
     def _call_service(self, task: Any, operation_name: str, params: dict[str, Any]) -> Any:
-        row = _command_row.get()
+        step = _command_step.get()
+        row = step.row if step is not None else None
         func = get_operation(operation_name)
         ctx = OperationContext(
             instance_id=row.id if row is not None else 0,
@@ -603,8 +619,19 @@ class Engine:
             now=self.now(),
             data=task.data,
             business_key=row.business_key if row is not None else None,
+            actor=step.actor if step is not None else SYSTEM.username,
         )
-        return func(ctx, **{name: p["value"] for name, p in params.items()})
+        # a savepoint: an operation that fails leaves none of its writes behind
+        with self.session.begin_nested():
+            return func(ctx, **{name: p["value"] for name, p in params.items()})
+
+    def start_form_ref(self, process_id: str) -> str | None:
+        """The form an instance of this process starts with (a start-event form), if any."""
+        definition = self._exec(_LATEST_DEFINITION, {"pid": process_id}).first()
+        if definition is None:
+            raise errors.NotFound(f"process {process_id!r} is not deployed")
+        form = start_form(self._spec_for(definition.id)[0])
+        return f"{process_id}/{form}" if form else None
 
     # -- instances --------------------------------------------------------------------------------
     def start_process(
@@ -616,7 +643,8 @@ class Engine:
             raise errors.NotFound(f"process {process_id!r} is not deployed")
         spec, subs = self._spec_for(definition.id)
         now = self.now()
-        start_data = dict(data)
+        form = start_form(spec)
+        start_data = dict(self.forms.validate(f"{process_id}/{form}", data) if form else data)
         start_data.update(started_by=actor.username, business_key=business_key, completed_by={})
         with engine_clock(self.now):
             inst = Instance.start(spec, subs, self.script_engine, start_data)

@@ -18,16 +18,29 @@ _REQUIRED = re.compile(r"^'(?P<name>[^']+)' is a required property")
 _EXTRA = re.compile(r"\('(?P<names>[^)]+)' (?:was|were) unexpected\)")
 
 
+_DATA_SCHEMAS = ("items", "additionalItems", "contains")
+_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+
+
 def _strict(schema: Any) -> Any:
-    """Every object with declared properties refuses undeclared ones."""
-    if isinstance(schema, dict):
-        out = {k: _strict(v) for k, v in schema.items()}
-        if "properties" in out and "additionalProperties" not in out:
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [_strict(v) for v in schema]
-    return schema
+    """Every object schema with declared properties refuses undeclared ones.
+
+    Only schemas that describe data get it — properties, items, definitions — not the
+    conditional parts (`if`/`then`/`allOf`...), which only add rules to a declared object."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    for key in _SCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: _strict(sub) for name, sub in out[key].items()}
+    for key in _DATA_SCHEMAS:
+        if isinstance(out.get(key), dict):
+            out[key] = _strict(out[key])
+    if isinstance(out.get("prefixItems"), list):
+        out["prefixItems"] = [_strict(sub) for sub in out["prefixItems"]]
+    return out
 
 
 class FormRegistry:

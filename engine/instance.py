@@ -344,6 +344,16 @@ def _prune_workflow(wf: BpmnWorkflow, subprocesses: dict[UUID, Any]) -> None:
         del wf.tasks[task.id]
 
 
+def start_form(spec: BpmnProcessSpec) -> str | None:
+    """The form file declared on the process's (none-)start event, if any."""
+    for task_spec in spec.task_specs.values():
+        if type(task_spec).__name__ == "StartEvent":
+            props = (getattr(task_spec, "extensions", None) or {}).get("properties", {})
+            if props.get("formJsonSchemaFilename"):
+                return str(props["formJsonSchemaFilename"])
+    return None
+
+
 def _owning_process(task: Task) -> str:
     """The process whose file holds the task: embedded subprocesses belong to their parent,
     call activities start a process of their own."""

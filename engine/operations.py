@@ -29,6 +29,7 @@ class OperationContext:
     now: datetime
     data: dict[str, Any]
     business_key: str | None = None
+    actor: str = "system"  # who made the step that reached this service task
 
 
 def operation(name: str) -> Callable[[OperationFunc], OperationFunc]:

@@ -337,8 +337,10 @@ class _Linter:
                 if not element_id:
                     continue
                 first = seen.setdefault(element_id, element)
-                if first is element or (_is_bpmn(first) and _is_bpmn(element)):
-                    continue  # the same element, or a plain duplicate id (the XSD reports those)
+                if first is element or _is_bpmn(first) == _is_bpmn(element):
+                    # the same element; a duplicate BPMN id (the XSD reports those); or extension
+                    # elements sharing an id (operator ids are operation names): harmless
+                    continue
                 bpmn = first if _is_bpmn(first) else element
                 other = element if bpmn is first else first
                 self.report.error(

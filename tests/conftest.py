@@ -88,6 +88,9 @@ def _prepare(app: Any, url: str) -> None:
     with app.app_context():
         if url not in _migrated:
             upgrade()
+            import engine.business.all  # noqa: F401  (every business table; the drift test guards migrations)
+
+            db.create_all()
             _migrated[url] = True
         tables = [t.name for t in reversed(db.metadata.sorted_tables)]
         if db.engine.dialect.name == "postgresql":
