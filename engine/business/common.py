@@ -112,7 +112,7 @@ class LineAmounts:
 def line_amounts(
     qty: Decimal, unit_price: Decimal, discount_percent: Decimal = Decimal(0), tax_rate: Decimal = Decimal(0)
 ) -> LineAmounts:
-    """net = qty × unit price × (1 − discount %), tax per line, each rounded half-up to cents."""
+    """net = qty * unit price * (1 - discount %), tax per line, each rounded half-up to cents."""
     net = money(qty * unit_price * (Decimal(100) - discount_percent) / Decimal(100))
     tax = money(net * tax_rate / Decimal(100))
     return LineAmounts(net, tax, net + tax)
