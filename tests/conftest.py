@@ -132,6 +132,25 @@ def engine(app: Any) -> Engine:
     return app.extensions["engine"]  # type: ignore[no-any-return]
 
 
+@pytest.fixture
+def office(database_url: str, clock: Clock) -> Iterator[Engine]:
+    """The real back office: processes/ deployed with forms/, on a fresh database."""
+    app = make_app(database_url, clock, FORMS_DIR=str(ROOT / "forms"))
+    _prepare(app, database_url)
+    with app.app_context():
+        engine: Engine = app.extensions["engine"]
+        files = {
+            p.name: p.read_bytes()
+            for p in sorted((ROOT / "processes").iterdir())
+            if p.suffix in (".bpmn", ".dmn")
+        }
+        engine.deploy(files)
+        yield engine
+        db.session.remove()
+    with app.app_context():
+        db.engine.dispose()
+
+
 def read_files(*paths: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in paths}
 

@@ -32,7 +32,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
-    app.extensions["engine"] = Engine(Path(app.config["FORMS_DIR"]), clock=app.config.get("CLOCK"))
+    engine = Engine(Path(app.config["FORMS_DIR"]), clock=app.config.get("CLOCK"))
+    from engine.business import all as business
+
+    business.install(engine)
+    app.extensions["engine"] = engine
 
     from . import health
 

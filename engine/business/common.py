@@ -285,3 +285,18 @@ def product_by_code(code: str, field: str = "product") -> Product:
     if product is None:
         raise InvalidData([FieldError(field, f"unknown product {code!r}")])
     return product
+
+
+# -- status changes with a reason (the `set_status` operation dispatches here) -----------------
+StatusSetter = Any  # Callable[[str number, str status, str reason, OperationContext], dict]
+STATUS_SETTERS: dict[str, StatusSetter] = {}
+
+
+def status_setter(document_type: str) -> Any:
+    """Register the function that sets the status of one document type."""
+
+    def register(func: Any) -> Any:
+        STATUS_SETTERS[document_type] = func
+        return func
+
+    return register
