@@ -16,7 +16,8 @@ import threading
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -257,6 +258,15 @@ class Engine:
     def now(self) -> datetime:
         override = _fixed_now.get()
         return override if override is not None else self.clock()
+
+    @contextmanager
+    def at(self, moment: datetime) -> Iterator[None]:
+        """Run this thread's commands as if it were `moment` (back-dating demo data, imports)."""
+        token = _fixed_now.set(moment)
+        try:
+            yield
+        finally:
+            _fixed_now.reset(token)
 
     def _audit(
         self, actor: str, event: str, instance_id: int | None, task_id: str | None = None, **detail: Any

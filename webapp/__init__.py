@@ -38,9 +38,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     business.install(engine)
     app.extensions["engine"] = engine
 
-    from . import health
+    from . import health, home
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(home.bp)
     return app
 
 

@@ -129,6 +129,11 @@ def users_add(name: str, roles: str, password: str | None, email: str) -> None:
     click.echo(json.dumps({"user": user.username, "roles": sorted(user.roles)}))
 
 
+from .demo import demo  # noqa: E402
+
+main.add_command(demo)
+
+
 @main.command("bench")
 @click.option("--scale", type=click.Choice(["small", "full"]), default="small")
 @click.option("--only", multiple=True, help="throughput, inbox, history, timers")
