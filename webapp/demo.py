@@ -87,7 +87,6 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     app: Any = current_app._get_current_object()  # type: ignore[attr-defined]
     app.config["DEMO_MODE"] = True
     start_background(app, app.config["SCHEDULER_TICK_SECONDS"])
-    click.echo(
-        f"web app on http://{host}:{port}/  (scheduler ticking every {app.config['SCHEDULER_TICK_SECONDS']} s)"
-    )
+    tick = app.config["SCHEDULER_TICK_SECONDS"]
+    click.echo(f"web app on http://{host}:{port}/  (scheduler ticking every {tick} s)")
     app.run(host=host, port=port, use_reloader=False, threaded=True)
