@@ -57,8 +57,6 @@ def init_db() -> None:
 @with_appcontext
 def deploy(paths: tuple[str, ...]) -> None:
     """Validate and deploy BPMN/DMN files (default: processes/)."""
-    from engine.business import all as _business  # noqa: F401  (registers the service operations)
-
     runtime = current_app.extensions["engine"]
     try:
         result = runtime.deploy(_collect(paths))
@@ -97,7 +95,6 @@ def check(paths: tuple[str, ...]) -> None:
 @with_appcontext
 def scheduler(tick: float | None) -> None:
     """Run the timer scheduler as its own process."""
-    from engine.business import all as _business  # noqa: F401
     from engine.scheduler import run_forever
 
     run_forever(

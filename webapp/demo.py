@@ -42,12 +42,10 @@ def seed_users() -> None:
 
 
 def deploy_processes() -> list[str]:
-    import engine.business.all
-
-    engine = current_app.extensions["engine"]
+    runtime = current_app.extensions["engine"]
     folder = Path(current_app.config["PROCESSES_DIR"])
     files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix in (".bpmn", ".dmn")}
-    result = engine.deploy(files)
+    result = runtime.deploy(files)
     return sorted(result.new_versions)
 
 

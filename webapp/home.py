@@ -19,11 +19,12 @@ def index() -> str:
         .order_by(ProcessDefinition.process_id)
     )
     processes = db.session.execute(latest).all()
-    instances = dict(
-        db.session.execute(
-            select(ProcessInstance.status, func.count()).group_by(ProcessInstance.status)
-        ).all()
-    )
+    instances: dict[str, int] = {
+        row.status: row.n
+        for row in db.session.execute(
+            select(ProcessInstance.status, func.count().label("n")).group_by(ProcessInstance.status)
+        )
+    }
     open_tasks = db.session.execute(
         select(HumanTask.role, func.count())
         .where(HumanTask.status.in_(("open", "claimed")))
