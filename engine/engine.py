@@ -403,7 +403,7 @@ class Engine:
         return self._specs[row.spec_hash]
 
     # -- loading and saving instances ---------------------------------------------------------
-    def _load(self, instance_id: int) -> _Step:
+    def _load(self, instance_id: int, actor: str = "system") -> _Step:
         with self._lock:
             cached = self._cache.pop(instance_id, None)
         found = self._exec(
@@ -421,12 +421,13 @@ class Engine:
             spec, subs = self._spec_for(row.definition_id)
             wf = load_state(found.state, spec, subs, found.serializer_version)
             inst = Instance(wf, self.script_engine)
-        return self._step(row, inst)
+        return self._step(row, inst, actor)
 
-    def _step(self, row: _InstanceRef, inst: Instance) -> _Step:
+    def _step(self, row: _InstanceRef, inst: Instance, actor: str = "system") -> _Step:
         return _Step(
             row=row,
             instance=inst,
+            actor=actor,
             tasks_before={str(t.id) for t in inst.ready_user_tasks()},
             timers_before={t.task_id: t for t in inst.waiting_timers()},
             messages_before={m.task_id: m for m in inst.waiting_messages()},
@@ -630,6 +631,7 @@ class Engine:
             data=task.data,
             business_key=row.business_key if row is not None else None,
             actor=step.actor if step is not None else SYSTEM.username,
+            task_id=str(task.id),
         )
         # a savepoint: an operation that fails leaves none of its writes behind
         with self.session.begin_nested():
@@ -677,7 +679,7 @@ class Engine:
                 ),
             ).scalar_one()
             row = _InstanceRef(new_id, 0, "running", definition.id, business_key)
-            step = self._step(row, inst)
+            step = self._step(row, inst, actor.username)
             step.tasks_before, step.timers_before, step.messages_before = set(), {}, {}
             step.audit.append(
                 self._audit(
@@ -820,7 +822,7 @@ class Engine:
             instance_id = row.instance_id
             self._check_may_act(actor, row, "complete")
             clean = self.forms.validate(row.form_ref, data)
-            step = self._load(row.instance_id)
+            step = self._load(row.instance_id, actor.username)
             if step.row.status in ("suspended", "cancelled", "error", "completed"):
                 raise errors.InvalidState(
                     f"process instance {row.instance_id} is {step.row.status}; "
@@ -979,7 +981,7 @@ class Engine:
     def _fire_instance_timers(self, instance_id: int, timer_ids: list[int], now: datetime) -> bool:
         token = _fixed_now.set(now)  # this thread's commands see the firing time; others are unaffected
         try:
-            step = self._load(instance_id)
+            step = self._load(instance_id, "scheduler")
             if step.row.status not in ("running", "waiting"):
                 self.session.execute(
                     update(Timer)
@@ -1070,7 +1072,7 @@ class Engine:
         delivered = []
         for instance_id, task_id in waits:
             try:
-                step = self._load(instance_id)
+                step = self._load(instance_id, actor.username)
                 if step.row.status not in ("running", "waiting"):
                     raise errors.InvalidState(f"process instance {instance_id} is {step.row.status}")
                 step.audit.append(
@@ -1102,7 +1104,7 @@ class Engine:
             raise errors.Conflict(f"incident {incident_id} was already resolved by {incident.resolved_by}")
         instance_id = incident.instance_id
         try:
-            step = self._load(instance_id)
+            step = self._load(instance_id, actor.username)
             if step.row.status != "error":
                 raise errors.InvalidState(
                     f"process instance {instance_id} is {step.row.status}, not in error"

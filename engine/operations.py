@@ -30,6 +30,7 @@ class OperationContext:
     data: dict[str, Any]
     business_key: str | None = None
     actor: str = "system"  # who made the step that reached this service task
+    task_id: str = ""  # the SpiffWorkflow task running the operation (unique per run of the task)
 
 
 def operation(name: str) -> Callable[[OperationFunc], OperationFunc]:

@@ -6,11 +6,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+
+from .business.mail import notify_overdue_tasks
+from .mailer import send_pending
 
 log = logging.getLogger(__name__)
 
@@ -18,18 +22,28 @@ DEFAULT_TICK_SECONDS = 0.5
 
 
 def tick(app: Any) -> int:
-    """One tick: fire every due timer. Enters the app context itself."""
+    """One tick: fire every due timer, then queue overdue-task notices and send due mail, each
+    on its own (one that fails is logged and never stops the others). Enters the app context
+    itself; returns how many instances the timers advanced."""
     with app.app_context():
         engine = app.extensions["engine"]
         try:
-            return int(engine.fire_due_timers())
-        except Exception:
-            log.exception("scheduler tick failed")
-            engine.session.rollback()
-            return 0
+            fired = _guarded(engine, "firing timers", engine.fire_due_timers)
+            _guarded(engine, "queueing overdue notices", lambda: notify_overdue_tasks(engine.now()))
+            _guarded(engine, "sending mail", lambda: send_pending(engine.now(), app.config))
+            return int(fired or 0)
         finally:
             if hasattr(engine.session, "remove"):
                 engine.session.remove()
+
+
+def _guarded(engine: Any, what: str, run: Callable[[], Any]) -> Any:
+    try:
+        return run()
+    except Exception:
+        log.exception("scheduler tick failed %s", what)
+        engine.session.rollback()
+        return None
 
 
 def _add_job(scheduler: Any, app: Any, seconds: float) -> None:

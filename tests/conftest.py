@@ -76,6 +76,7 @@ def make_app(url: str, clock: Clock, **config: Any) -> Any:
             "TESTING": True,
             "CLOCK": clock,
             "FORMS_DIR": str(ROOT / "tests" / "engine" / "forms"),
+            "MAIL_SERVER": None,  # tests never send real mail; mail tests start their own server
             **config,
         }
     )

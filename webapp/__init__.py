@@ -27,6 +27,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         FORMS_DIR=os.environ.get("BACKOFFICE_FORMS_DIR", str(ROOT / "forms")),
         PROCESSES_DIR=os.environ.get("BACKOFFICE_PROCESSES_DIR", str(ROOT / "processes")),
         SCHEDULER_TICK_SECONDS=0.5,
+        MAIL_SERVER=os.environ.get("MAIL_SERVER"),
+        MAIL_PORT=os.environ.get("MAIL_PORT"),
+        MAIL_USE_TLS=os.environ.get("MAIL_USE_TLS"),
+        MAIL_USE_SSL=os.environ.get("MAIL_USE_SSL"),
+        MAIL_USERNAME=os.environ.get("MAIL_USERNAME"),
+        MAIL_PASSWORD=os.environ.get("MAIL_PASSWORD"),
+        MAIL_DEFAULT_SENDER=os.environ.get("MAIL_DEFAULT_SENDER"),
     )
     if test_config is not None:
         app.config.update(test_config)

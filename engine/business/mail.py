@@ -17,10 +17,10 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from string import Template
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
-from sqlalchemy import DateTime, Index, Integer, String, Text, insert, literal, select
+from sqlalchemy import DateTime, Index, Integer, String, Table, Text, bindparam, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -140,6 +140,32 @@ def _recipient(username: str, display_name: str, email: str) -> Recipient | None
     return Recipient(address, display_name or username, username)
 
 
+# Built once (the task listener runs in every step that creates tasks) and run on the session's
+# connection, like the engine's own hot-path statements.
+_USER = cast(Table, User.__table__)
+_USER_ROLE = cast(Table, UserRole.__table__)
+_TASK = cast(Table, HumanTask.__table__)
+_OUTBOX = cast(Table, OutboxMail.__table__)
+_USERS_NAMED = select(_USER.c.username, _USER.c.display_name, _USER.c.email, _USER.c.active).where(
+    _USER.c.username.in_(bindparam("names", expanding=True))
+)
+_ROLE_MEMBERS = (
+    select(_USER_ROLE.c.role_name, _USER.c.username, _USER.c.display_name, _USER.c.email)
+    .join(_USER, _USER.c.id == _USER_ROLE.c.user_id)
+    .where(
+        _USER_ROLE.c.role_name.in_(bindparam("roles", expanding=True)),
+        _USER.c.active.is_(True),
+        _USER.c.email != "",
+    )
+    .order_by(_USER.c.username)
+)
+_TASK_PKS = select(_TASK.c.task_id, _TASK.c.id).where(_TASK.c.task_id.in_(bindparam("ids", expanding=True)))
+
+
+def _run(statement: Any, params: dict[str, Any]) -> Any:
+    return db.session.connection().execute(statement, params)
+
+
 class Directory:
     """Who can be reached by mail: active users with an e-mail address, looked up once per batch."""
 
@@ -147,21 +173,10 @@ class Directory:
         self.users: dict[str, Recipient | None] = {}
         self.roles: dict[str, list[Recipient]] = {role: [] for role in roles}
         if usernames:
-            rows = db.session.execute(
-                select(User.username, User.display_name, User.email, User.active).where(
-                    User.username.in_(sorted(set(usernames)))
-                )
-            )
-            for r in rows:
+            for r in _run(_USERS_NAMED, {"names": sorted(set(usernames))}):
                 self.users[r.username] = _recipient(r.username, r.display_name, r.email) if r.active else None
         if roles:
-            rows = db.session.execute(
-                select(UserRole.role_name, User.username, User.display_name, User.email)
-                .join(User, User.id == UserRole.user_id)
-                .where(UserRole.role_name.in_(sorted(set(roles))), User.active.is_(True))
-                .order_by(User.username)
-            )
-            for r in rows:
+            for r in _run(_ROLE_MEMBERS, {"roles": sorted(set(roles))}):
                 found = _recipient(r.username, r.display_name, r.email)
                 if found is not None:
                     self.roles[r.role_name].append(found)
@@ -170,7 +185,7 @@ class Directory:
         """The assignee if the task has one, else every member of its role it does not exclude."""
         if assignee:
             found = self.users.get(assignee)
-            return [found] if found is not None else []
+            return [found] if found is not None and assignee not in excluded else []
         return [r for r in self.roles.get(role or "", []) if r.username not in excluded]
 
     @classmethod
@@ -332,13 +347,12 @@ def notify_new_tasks(tasks: list[dict[str, Any]]) -> int:
     mails, _nobody = _task_mails("task_waiting", tasks, _task_pks, tasks[0]["created_at"])
     rows = [row for rows in mails.values() for row in rows]
     if rows:
-        db.session.execute(insert(OutboxMail), rows)
+        db.session.connection().execute(_OUTBOX.insert(), rows)
     return len(rows)
 
 
 def _task_pks(task_ids: list[str]) -> dict[str, int]:
-    rows = db.session.execute(select(HumanTask.task_id, HumanTask.id).where(HumanTask.task_id.in_(task_ids)))
-    return {r.task_id: r.id for r in rows}
+    return {r.task_id: r.id for r in _run(_TASK_PKS, {"ids": task_ids})}
 
 
 def install(engine: Any) -> None:
@@ -377,8 +391,7 @@ def notify_overdue_tasks(now: datetime, limit: int = 200) -> int:
         select(*columns)
         .where(
             HumanTask.status.in_(OPEN_TASK),
-            HumanTask.due_at.is_not(None),
-            HumanTask.due_key < now,
+            HumanTask.due_key < now,  # due_at, or 9999-12-31 for tasks without a due date
             ~select(OutboxMail.id).where(marker).exists(),
         )
         .order_by(HumanTask.due_key, HumanTask.id)
