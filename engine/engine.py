@@ -941,7 +941,8 @@ class Engine:
     def _claim_due_timers(self, now: datetime, limit: int) -> list[tuple[int, int]]:
         session = self.session
         due = or_(Timer.status == "pending", and_(Timer.status == "claimed", Timer.claimed_until < now))
-        candidates = select(Timer.id).where(due, Timer.due_at <= now).order_by(Timer.due_at).limit(limit)
+        # strictly before: SpiffWorkflow fires a timer only once its due time has passed
+        candidates = select(Timer.id).where(due, Timer.due_at < now).order_by(Timer.due_at).limit(limit)
         if is_postgres():
             candidates = candidates.with_for_update(skip_locked=True)
         lease = datetime.fromtimestamp(now.timestamp() + CLAIM_LEASE_SECONDS, UTC)
@@ -991,7 +992,7 @@ class Engine:
                 self.session.commit()
                 self._evict(instance_id)
                 return False
-            due = [t for t in step.timers_before.values() if t.due_at <= now]
+            due = [t for t in step.timers_before.values() if t.due_at < now]
             step.audit.extend(
                 self._audit(
                     "scheduler",
@@ -1008,7 +1009,7 @@ class Engine:
             self._run(step, lambda: step.instance.fire_timers(now))
             self.session.execute(delete(Timer).where(Timer.id.in_(timer_ids)))
             # rows deleted above are re-created by the sync for timers still waiting
-            step.timers_before = {k: v for k, v in step.timers_before.items() if v.due_at > now}
+            step.timers_before = {k: v for k, v in step.timers_before.items() if v.due_at >= now}
             self._save(step, "scheduler")
             return True
         except errors.Conflict:
