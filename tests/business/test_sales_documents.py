@@ -348,15 +348,10 @@ def test_concurrent_quotes_get_gapless_numbers(app, clock):
     assert db.session.scalar(select(func.count(func.distinct(Quote.number)))) == 8
 
 
-def test_concurrent_quotes_inside_savepoints(app, clock, request):
-    """The same inside a savepoint, as `Engine._call_service` runs operations. On SQLite (pysqlite)
-    the SAVEPOINT opens a deferred transaction; its reads then make the first write fail at once
-    with "database is locked" instead of waiting for the lock (engine/db.py has no BEGIN
-    IMMEDIATE recipe). PostgreSQL is fine."""
-    if db.engine.dialect.name == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(reason="SQLite: savepoint-first transactions do not wait for the lock")
-        )
+def test_concurrent_quotes_inside_savepoints(app, clock):
+    """The same inside a savepoint, as `Engine._call_service` runs operations. On SQLite this
+    needs transactions that take the write lock when they begin (engine/db.py: BEGIN IMMEDIATE);
+    a deferred one fails at once with "database is locked" instead of waiting."""
     numbers, failures = concurrent_quotes(app, clock, 8, savepoint=True)
     assert failures == []
     assert sorted(numbers) == [f"Q-2026-{i:04d}" for i in range(1, 9)]
