@@ -7,6 +7,7 @@ timer and audit event is exactly what the processes would have produced."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -223,6 +224,7 @@ def seed_demo(engine: Engine, now: datetime | None = None) -> int:
         (50, "Northwind Traders", "orders@northwind.example"),
     ]:
         started.append(_to_invoice(office, now - timedelta(days=days_ago), company, email))
+    oldest_invoice = started[-1]
 
     # a repair waiting for dispatch
     with engine.at(now - timedelta(hours=1)):
@@ -263,6 +265,18 @@ def seed_demo(engine: Engine, now: datetime | None = None) -> int:
         office.complete(iid, "approve_manager", "mona", {"decision": "approve"})
         started.append(iid)
 
-    # everything that fell due since fires now: reminders, dunning letters, call and escalation tasks
+    # what fell due since fires day by day, as the scheduler would have: reminders, each dunning
+    # letter in turn, call and escalation tasks
+    moment = now - timedelta(days=51)
+    while moment < now:
+        engine.fire_due_timers(moment)
+        with engine.at(moment), suppress(NotFound):  # accounting calls the oldest debtor when asked
+            office.complete(
+                oldest_invoice,
+                "call_customer",
+                "alex",
+                {"call_outcome": "unreachable", "call_note": "Voicemail, left a message"},
+            )
+        moment += timedelta(days=1)
     engine.fire_due_timers(now)
     return len(started)
