@@ -533,6 +533,10 @@ def set_request_status(number: str, status: str, reason: str | None, ctx: Operat
         raise InvalidState(
             f"purchase request {request.number} is {request.status}; it cannot become {status}"
         )
+    if status == "rejected":  # recorded when the approver decides: who (from the approval task), level, why
+        _record_rejection(ctx, request, _text(reason))
+        request.updated_at = ctx.now
+        return {**_request_result(request), "status": status}
     if status == "withdrawn" and request.status == "submitted" and ctx.data.get("decision") == "reject":
         _record_rejection(ctx, request, _text(ctx.data.get("reason")))
     previous = request.status

@@ -582,6 +582,48 @@ def get_repair_status(ctx: OperationContext, ticket_number: str) -> dict[str, An
     }
 
 
+@operation("record_hand_back")
+def record_hand_back(
+    ctx: OperationContext,
+    ticket_number: str,
+    handed_back_on: str,
+    handed_back_to: str,
+) -> dict[str, Any]:
+    """The repaired device is back with the customer: record when and to whom (and the hand-back
+    form's optional `note`, from the task data); the ticket is `handed_back` until it is closed."""
+    ticket = ticket_by_number(ticket_number)
+    problems: list[FieldError] = []
+    day = None
+    try:
+        day = parse_day(handed_back_on, "handed_back_on")
+    except InvalidData as exc:
+        problems.extend(exc.errors)
+    to = _text(handed_back_to)
+    if not to:
+        problems.append(FieldError("handed_back_to", "who took the device back?"))
+    if problems:
+        raise InvalidData(problems)
+    assert day is not None
+    if ticket.status == "closed":
+        raise InvalidState(f"repair ticket {ticket.number} is closed")
+    retry = (ticket.status, ticket.handed_back_on, ticket.handed_back_to) == ("handed_back", day, to)
+    if not retry:
+        previous = ticket.status
+        ticket.handed_back_on, ticket.handed_back_to = day, to
+        ticket.status = "handed_back"
+        _event(
+            ticket,
+            "handed_back",
+            ctx,
+            _actor(ctx, "hand_back", "hand_back_on_site"),
+            on=day,
+            to=to,
+            note=_text(ctx.data.get("note")),
+            previous=previous,
+        )
+    return {**_summary(ticket), "handed_back_on": day.isoformat(), "handed_back_to": to}
+
+
 @status_setter(DOCUMENT)
 def set_ticket_status(number: str, status: str, reason: str | None, ctx: OperationContext) -> dict[str, Any]:
     """Set a ticket's status with a reason; closing after a hand-back records the hand-back."""

@@ -4,7 +4,7 @@ order, partial receipts, the vendor bill's three-way match and the payment."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -121,6 +121,11 @@ def order_for(instance_id: int) -> PurchaseOrder:
     return db.session.scalars(select(PurchaseOrder).where(PurchaseOrder.instance_id == instance_id)).one()
 
 
+def utc(moment: datetime) -> datetime:
+    """SQLite gives the stored UTC moment back without its zone."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def start_request(office, actor: Actor, clock, *lines: tuple[str, float, str], **fields: Any) -> int:
     data = {
         "lines": [{"product": p, "qty": q, "unit_price": price} for p, q, price in lines],
@@ -231,6 +236,11 @@ def test_rejection_needs_a_reason_and_the_requester_revises_and_resubmits(staffe
         staffed.complete_task(task.id, MONA, {"decision": "reject"})
     assert [e.field for e in refused.value.errors] == ["reason"]
     staffed.complete_task(task.id, MONA, {"decision": "reject", "reason": "Too expensive, take a used one"})
+    rejected_at = clock.current
+    request = request_for(instance_id)  # recorded now, not when the requester gets to it
+    assert (request.status, request.decided_by, utc(request.decided_at)) == ("rejected", "mona", rejected_at)
+    assert actions(request) == ["submitted", "rejected"]
+    clock.advance(days=1)  # the requester revises the next day
 
     revise = find_task(staffed, SALLY, "revise_request")
     assert (revise.assignee, revise.title) == ("sally", "Revise purchase request PR-2026-0001")
@@ -263,12 +273,34 @@ def test_rejection_needs_a_reason_and_the_requester_revises_and_resubmits(staffe
         "Too expensive, take a used one",
         "manager",
     )
+    assert (utc(rejected.at), rejected.detail["revision"]) == (rejected_at, 1)
+    assert utc(revised.at) == rejected_at + timedelta(days=1)
     assert revised.actor == "sally"
     assert revised.detail["comment"] == "A used one instead"
     assert revised.detail["before"] == {
         "lines": [{"product": "LAP-14", "qty": "1", "unit_price": "820.00"}],
         "amount": "820.00",
     }
+
+
+def test_a_director_rejection_is_recorded_with_the_director_and_the_reason(staffed, clock):
+    instance_id = start_request(staffed, SALLY, clock, ("LAP-14", 7, "820.00"))
+    complete(staffed, MONA, "approve_manager", {"decision": "approve", "reason": "Fine by me"})
+    clock.advance(hours=3)
+    complete(
+        staffed, DIANA, "approve_director", {"decision": "reject", "reason": "Over the quarter's budget"}
+    )
+    request = request_for(instance_id)
+    assert (request.status, request.decided_by, utc(request.decided_at)) == (
+        "rejected",
+        "diana",
+        clock.current,
+    )
+    rejected = history("purchase_request", request.id)[-1]
+    assert (rejected.action, rejected.actor, utc(rejected.at)) == ("rejected", "diana", clock.current)
+    assert (rejected.detail["reason"], rejected.detail["level"]) == ("Over the quarter's budget", "director")
+    assert staffed.instance_data(instance_id)["request_status"]["status"] == "rejected"
+    assert find_task(staffed, SALLY, "revise_request").assignee == "sally"
 
 
 def test_the_requester_withdraws_a_rejected_request(staffed, clock):
@@ -472,3 +504,45 @@ def test_request_document_is_linked_to_its_instance(staffed, clock):
         ("LAP-14", Decimal("1"), Decimal("820.00"), Decimal("820.00"))
     ]
     assert history("purchase_request", request.id)[0].instance_id == instance_id
+
+
+def test_a_rescheduled_delivery_is_followed_up_at_the_new_date_not_before(staffed, clock):
+    instance_id = approved_request(staffed, clock)
+    complete(
+        staffed,
+        PAUL,
+        "select_vendor",
+        order_data(clock, ("FAN-80", 10, "7.20"), ("PSU-650", 4, "57.00"), days=3),
+    )
+    fire(staffed, clock, days=3, hours=15)  # 2026-11-06 00:00: the delivery of 2026-11-05 is overdue
+    assert open_specs(staffed, PAUL) == ["chase_vendor"]
+    complete(
+        staffed,
+        PAUL,
+        "chase_vendor",
+        {"vendor_response": "Stuck in customs, ships Monday", "new_expected_date": "2026-11-10"},
+    )
+    assert staffed.instance_data(instance_id)["purchase_order"]["delivery_due"] == "2026-11-10T23:59:59+00:00"
+    receive = find_task(staffed, IVAN, "receive_goods")  # the receipt now waits for the new date
+    assert (receive.title, receive.due_at) == (
+        "Receive goods for PO-2026-0001",
+        utc(order_for(instance_id).delivery_due),
+    )
+    assert receive.due_at.isoformat() == "2026-11-10T23:59:59+00:00"
+
+    fire(staffed, clock, minutes=1)  # nothing falls due again for the old date
+    assert open_specs(staffed, PAUL) == []
+    fire(staffed, clock, days=2)  # a partial delivery before the new date
+    complete(staffed, IVAN, "receive_goods", receipt_data(clock, ("FAN-80", 10)))
+    assert open_specs(staffed, PAUL) == []  # the rest is not overdue: still no follow-up
+    assert find_task(staffed, IVAN, "receive_goods").due_at.isoformat() == "2026-11-10T23:59:59+00:00"
+    fire(staffed, clock, days=2, hours=23, minutes=58)  # 2026-11-10 23:59: the new date has not passed
+    assert open_specs(staffed, PAUL) == []
+
+    fire(staffed, clock, minutes=2)  # 2026-11-11 00:01: it has
+    chase = find_task(staffed, PAUL, "chase_vendor")
+    assert chase.title == "Chase vendor for PO-2026-0001"
+    assert open_specs(staffed, PAUL) == ["chase_vendor"]  # exactly one follow-up
+    assert open_specs(staffed, IVAN) == ["receive_goods"]
+    complete(staffed, IVAN, "receive_goods", receipt_data(clock, ("PSU-650", 4)))
+    assert open_specs(staffed, ALEX) == ["enter_vendor_bill"]

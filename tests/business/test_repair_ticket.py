@@ -166,9 +166,21 @@ def test_in_warranty_repair_from_intake_to_satisfaction_call(staffed, clock):
 
     cache.clear()
     handed_on = clock.current.date().isoformat()
-    complete(staffed, CORA, "hand_back", {"handed_back_on": handed_on, "collected_by": "Ann Baker"})
+    complete(
+        staffed,
+        CORA,
+        "hand_back",
+        {"handed_back_on": handed_on, "collected_by": "Ann Baker", "note": "Showed her the descaling"},
+    )
     ticket = ticket_of(instance_id)
     assert (ticket.status, ticket.closed_reason, ticket.handed_back_to) == ("closed", "repaired", "Ann Baker")
+    assert ticket.handed_back_on.isoformat() == handed_on
+    hand_back = staffed.instance_data(instance_id)["hand_back"]
+    assert (hand_back["status"], hand_back["handed_back_on"], hand_back["handed_back_to"]) == (
+        "handed_back",
+        handed_on,
+        "Ann Baker",
+    )
     assert open_specs(staffed, ALEX) == []  # under warranty: no invoice
     cache.clear()
     fire(staffed, clock, days=2, hours=23)
@@ -191,6 +203,15 @@ def test_in_warranty_repair_from_intake_to_satisfaction_call(staffed, clock):
         ("handed_back", "cora"),
         ("status_changed", "cora"),
     ]
+    handed_back, closed = events[-2], events[-1]
+    assert handed_back.detail == {
+        "on": handed_on,
+        "to": "Ann Baker",
+        "note": "Showed her the descaling",
+        "previous": "repaired",
+    }
+    # the ticket was handed_back before it was closed
+    assert (closed.detail["previous"], closed.detail["status"]) == ("handed_back", "closed")
     assert all(e.instance_id == instance_id for e in events)
     assert events[1].detail["within_sla"] is True
 
@@ -292,6 +313,15 @@ def test_chargeable_on_site_repair_is_invoiced(staffed, clock):
     )
     ticket = ticket_of(instance_id)
     assert (ticket.status, ticket.handed_back_to) == ("closed", "Site manager")
+    events = history("repair_ticket", ticket.id)
+    assert [e.action for e in events][-3:] == ["repaired", "handed_back", "status_changed"]
+    handed_back, closed = events[-2:]  # handed back by the technician, then closed
+    assert (handed_back.actor, handed_back.detail["to"], handed_back.detail["previous"]) == (
+        "tom",
+        "Site manager",
+        "repaired",
+    )
+    assert (closed.detail["previous"], closed.detail["status"]) == ("handed_back", "closed")
     name, currency, lines = invoice_lines(ticket.number, "repair")
     assert (name, currency) == ("Northwind Traders", "EUR")
     assert lines == [
@@ -374,6 +404,29 @@ def test_missing_parts_are_purchased_and_the_ticket_goes_on_when_they_arrive(sta
     fire(staffed, clock, days=2)
     assert status_of(instance_id) == "completed"
     assert open_specs(staffed, MONA) == []
+
+
+def test_a_rescheduled_parts_delivery_is_followed_up_at_the_new_date(staffed, clock):
+    """The purchase runs inside the ticket (call activity): the new date reaches its goods receipt."""
+    staffed.start_process("repair_ticket", intake(clock), RITA)
+    dispatch(staffed, clock)
+    diagnose(staffed, "0.00", [("MB-X2", 1)])
+    complete(
+        staffed, IVAN, "issue_parts", {"parts_issued": [], "parts_missing": [{"product": "MB-X2", "qty": 1}]}
+    )
+    complete(staffed, MONA, "approve_manager", {"decision": "approve"})
+    complete(staffed, PAUL, "select_vendor", order_data(clock, ("MB-X2", 1, "535.00"), days=2))
+    fire(staffed, clock, days=2, hours=15)  # 2026-11-05 00:00: the delivery of 2026-11-04 is overdue
+    complete(
+        staffed, PAUL, "chase_vendor", {"vendor_response": "Ships Friday", "new_expected_date": "2026-11-08"}
+    )
+    assert find_task(staffed, IVAN, "receive_goods").due_at.isoformat() == "2026-11-08T23:59:59+00:00"
+    fire(staffed, clock, days=3, hours=23, minutes=55)  # 2026-11-08 23:55
+    assert open_specs(staffed, PAUL) == []
+    fire(staffed, clock, minutes=10)  # 2026-11-09 00:05
+    assert open_specs(staffed, PAUL) == ["chase_vendor"]
+    complete(staffed, IVAN, "receive_goods", receipt_data(clock, ("MB-X2", 1)))
+    assert open_specs(staffed, IVAN) == ["issue_parts"]  # the ticket got its parts
 
 
 def test_a_withdrawn_purchase_closes_the_ticket_without_repair(staffed, clock):
