@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import copy
 import hashlib
 import json
 import logging
@@ -106,6 +107,8 @@ class TaskView:
     document_key: str | None
     business_key: str | None
     excluded_users: tuple[str, ...]
+    completed_by: str | None = None
+    completed_at: datetime | None = None
 
     def overdue(self, now: datetime) -> bool:
         return self.due_at is not None and _aware(self.due_at) < now
@@ -717,19 +720,25 @@ class Engine:
         return row
 
     def instance_data(self, instance_id: int) -> dict[str, Any]:
-        """The current data of an instance (its last completed step)."""
-        step = self._load(instance_id)
-        try:
-            wf = step.instance.workflow
-            if wf.completed:
-                return dict(wf.data)
-            last = wf.last_task or wf.task_tree
-            data = dict(last.data)
-            for task in step.instance.ready_user_tasks():
-                data.update(task.data)
-            return data
-        finally:
-            self._abort(instance_id)
+        """The current data of an instance (its last completed step). Read-only: neither the
+        caller's transaction nor the instance cache is disturbed."""
+        found = self._exec(_SELECT_REF_STATE, {"iid": instance_id}).first()
+        if found is None:
+            raise errors.NotFound(f"process instance {instance_id} does not exist")
+        with self._lock:
+            cached = self._cache.get(instance_id)
+        if cached is not None and cached[0] == found.revision:
+            wf = cached[1].workflow
+        else:
+            spec, subs = self._spec_for(found.definition_id)
+            wf = load_state(found.state, spec, subs, found.serializer_version)
+        if wf.completed:
+            return copy.deepcopy(dict(wf.data))
+        last = wf.last_task or wf.task_tree
+        data = dict(last.data)
+        for task in Instance(wf, self.script_engine).ready_user_tasks():
+            data.update(task.data)
+        return copy.deepcopy(data)
 
     # -- human tasks ---------------------------------------------------------------------------------
     def task(self, task_id: int) -> TaskView:
@@ -875,7 +884,7 @@ class Engine:
         *,
         role: str | None = None,
         process_id: str | None = None,
-        overdue: bool = False,
+        overdue: bool | None = None,
         text: str | None = None,
         sort: str = "due",
         cursor: str | None = None,
@@ -896,7 +905,7 @@ class Engine:
         params.update({f"role_{i}": r for i, r in enumerate(roles)})
         if process_id:
             params["process_id"] = process_id
-        if overdue:
+        if overdue is not None:  # True: only overdue tasks; False: only tasks not overdue
             params["now"] = self.now()
         if text:
             params["text"] = f"%{_like_escape(text)}%"
@@ -1223,7 +1232,7 @@ def _inbox_statement(
     n_roles: int,
     one_role: bool,
     by_process: bool,
-    overdue: bool,
+    overdue: bool | None,
     text: bool,
     cursor: bool,
     include_claimed_by_others: bool,
@@ -1236,8 +1245,9 @@ def _inbox_statement(
         q = q.where(HumanTask.excluded.notlike(bindparam("excluded"), escape="\\"))
         if by_process:
             q = q.where(HumanTask.process_id == bindparam("process_id"))
-        if overdue:
-            q = q.where(HumanTask.due_key < bindparam("now", type_=HumanTask.due_key.type))
+        if overdue is not None:
+            now = bindparam("now", type_=HumanTask.due_key.type)
+            q = q.where(HumanTask.due_key < now if overdue else HumanTask.due_key >= now)
         if text:
             pattern: Any = bindparam("text")
             q = q.where(
@@ -1299,6 +1309,8 @@ def _view(row: Any) -> TaskView:
         document_key=row.document_key,
         business_key=row.business_key,
         excluded_users=_excluded_list(row.excluded),
+        completed_by=row.completed_by,
+        completed_at=_aware(row.completed_at) if row.completed_at else None,
     )
 
 

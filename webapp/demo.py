@@ -10,6 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
+from werkzeug.serving import run_simple
 
 DEMO_PASSWORD = "demo"
 
@@ -87,4 +88,5 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     start_background(app, app.config["SCHEDULER_TICK_SECONDS"])
     tick = app.config["SCHEDULER_TICK_SECONDS"]
     click.echo(f"web app on http://{host}:{port}/  (scheduler ticking every {tick} s)")
-    app.run(host=host, port=port, use_reloader=False, threaded=True)
+    # app.run() is a no-op under the flask CLI; serve with werkzeug directly (one process, threads)
+    run_simple(host, port, app, use_reloader=False, threaded=True)
