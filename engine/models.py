@@ -120,6 +120,7 @@ class HumanTask(Model):
         Index("ix_task_role_age", "role", "status", "created_at", "id"),
         Index("ix_task_assignee_inbox", "assignee", "status", "due_key", "id"),
         Index("ix_task_instance", "instance_id", "status"),
+        Index("ix_task_open_due", "status", "due_key"),  # overdue notices, every scheduler tick
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id", ondelete="CASCADE"))
