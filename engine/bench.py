@@ -10,7 +10,7 @@ where `bare` is the same workload on bare SpiffWorkflow in memory in the same ru
 `ratio` is value / bare (null where there is no meaningful bare figure); a few lines carry
 a `note`. Progress goes to stderr.
 
-Groups (`--only`): throughput, inbox, history, timers.
+Groups (`--only`): throughput, inbox, history, timers, web.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import gc
 import json
 import math
 import random
+import re
 import resource
 import shutil
 import statistics
@@ -34,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-GROUPS = ("throughput", "inbox", "history", "timers")
+GROUPS = ("throughput", "inbox", "history", "timers", "web")
 BENCH_DIR = Path(__file__).resolve().parent / "bench_processes"
 FORMS_DIR = BENCH_DIR / "forms"
 EPOCH = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -47,14 +48,25 @@ class Sizes:
     history: tuple[int, ...]
     timers: int
     timers_1s: int
+    web: int
 
 
 SIZES = {
     "small": Sizes(
-        throughput=300, inbox=(1_000, 20_000), history=(10, 100, 240, 300), timers=2_000, timers_1s=200
+        throughput=300,
+        inbox=(1_000, 20_000),
+        history=(10, 100, 240, 300),
+        timers=2_000,
+        timers_1s=200,
+        web=20_000,
     ),
     "full": Sizes(
-        throughput=2_000, inbox=(1_000, 100_000), history=(10, 100, 240, 1_000), timers=10_000, timers_1s=200
+        throughput=2_000,
+        inbox=(1_000, 100_000),
+        history=(10, 100, 240, 1_000),
+        timers=10_000,
+        timers_1s=200,
+        web=100_000,
     ),
 }
 HISTORY_WINDOW = 9  # steps measured at each checkpoint; the median is reported
@@ -140,8 +152,13 @@ def _files(*names: str) -> dict[str, bytes]:
 
 
 @contextmanager
-def _bench_app(clock: Callable[[], datetime] | None, bpmn: Sequence[str]) -> Iterator[Any]:
-    """A fresh app on a fresh SQLite file, migrated, with `bpmn` deployed; the app context is pushed."""
+def _bench_app(
+    clock: Callable[[], datetime] | None, bpmn: Sequence[str], *, all_tables: bool = False
+) -> Iterator[Any]:
+    """A fresh app on a fresh SQLite file, migrated, with `bpmn` deployed; the app context is pushed.
+
+    `all_tables`: also `create_all()` after importing every business module, as the web tests do,
+    so no page or task listener of the web app meets a missing table."""
     from flask_migrate import upgrade
 
     from webapp import create_app
@@ -160,6 +177,10 @@ def _bench_app(clock: Callable[[], datetime] | None, bpmn: Sequence[str]) -> Ite
         app = create_app(config)
         with app.app_context():
             upgrade()
+            if all_tables:
+                from .business import all as _business  # noqa: F401  (registers every business table)
+
+                db.create_all()
             app.extensions["engine"].deploy(_files(*bpmn))
             try:
                 yield app
@@ -846,12 +867,267 @@ def bench_timers(scale: str, sizes: Sizes) -> None:
     _timers_realtime(scale, sizes.timers_1s)
 
 
+# -- 5. web -------------------------------------------------------------------------------------------
+WEB_USER = "wendy"  # holds the 20 roles of the bulk tasks and the three roles of bench_three_steps
+WEB_REQUESTER = "rita"  # starts the real instances, so the four-eyes rule does not exclude wendy
+WEB_PASSWORD = "bench web password"
+WEB_STEP_ROLES = ("sales", "manager", "accounting")
+WEB_REQUESTS = 200  # timed requests per kind
+WEB_WARMUP = 20
+WEB_COUNT_POLLS = 100  # timed GET /inbox/counts.json, after WEB_WARMUP // 2 untimed
+_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+class _Browser:
+    """The Flask test client used like a browser (it reads the form before it posts it).
+
+    Each request runs in an app context of its own, as on a server, and the bench's own session
+    ends its transaction first (on SQLite a transaction holds the write lock). A request is timed
+    from the call to the response in hand, teardown included: the test client has no network, so
+    this is the server's time for the request, in this process. `last_cpu` is the same request's
+    CPU time (this thread, user + system): unlike the wall time it does not grow when other
+    processes compete for the CPU, so the notes carry it as a cross-check."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.client = app.test_client()
+        self.last_cpu = 0.0
+
+    def open(self, method: str, url: str, data: dict[str, str] | None = None) -> tuple[Any, float]:
+        from .db import db
+
+        db.session.commit()
+        cpu = time.thread_time()
+        t = time.perf_counter()
+        with self.app.app_context():
+            response = self.client.open(url, method=method, data=data)
+        took = time.perf_counter() - t
+        self.last_cpu = time.thread_time() - cpu
+        return response, took
+
+    def page(self, url: str, expect: int = 200) -> tuple[str, float]:
+        response, took = self.open("GET", url)
+        if response.status_code != expect:
+            raise RuntimeError(f"web: GET {url} answered {response.status_code}, expected {expect}")
+        return str(response.get_data(as_text=True)), took
+
+    @staticmethod
+    def token(html: str, url: str) -> str:
+        match = _CSRF.search(html)
+        if match is None:
+            raise RuntimeError(f"web: no CSRF token on {url}")
+        return match.group(1)
+
+    def login(self, username: str, password: str) -> float:
+        html, _ = self.page("/login")
+        fields = {"csrf_token": self.token(html, "/login"), "username": username, "password": password}
+        response, took = self.open("POST", "/login", fields)
+        if response.status_code != 302:
+            raise RuntimeError(f"web: signing in as {username} answered {response.status_code}")
+        return took
+
+
+def _web_people() -> None:
+    from .users import add_user
+
+    # the real password hash (scrypt): one sign-in, so its ~0.1 s does not matter
+    add_user(
+        WEB_USER,
+        [*INBOX_ROLES, *WEB_STEP_ROLES],
+        password=WEB_PASSWORD,
+        display_name="Wendy Web",
+        email="wendy@example.com",
+    )
+    add_user(WEB_REQUESTER, ["sales"], display_name="Rita Requester", email="rita@example.com")
+    for j in range(INBOX_USERS):  # the assignees of the claimed bulk tasks, shown by name
+        add_user(f"user{j}", [INBOX_ROLES[j % len(INBOX_ROLES)]], display_name=f"User {j}")
+
+
+def _web_form(spec_id: str, i: int) -> dict[str, str]:
+    """What a user types into the form of bench_three_steps' task `spec_id` (all strings, as posted)."""
+    steps = {"enter_request": 0, "approve": 1, "book": 2}
+    _role, data = _three_steps_data(i)[steps[spec_id]]
+    return {k: str(v) for k, v in data.items()}
+
+
+def _web_run(n: int) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from .db import db
+    from .engine import Actor
+    from .models import HumanTask, ProcessDefinition, ProcessInstance
+
+    out: dict[str, Any] = {}
+    clock = ManualClock()
+    with _bench_app(clock, ["bench_three_steps.bpmn"], all_tables=True) as app:
+        engine = app.extensions["engine"]
+        definition_id = db.session.scalar(select(ProcessDefinition.id))
+        t0 = time.perf_counter()
+        _populate_inbox(n, int(definition_id or 0), clock())
+        _web_people()
+        requester = Actor.of(WEB_REQUESTER, "sales")
+        n_instances = math.ceil((WEB_REQUESTS + WEB_WARMUP) / 3)
+        instance_ids = [
+            engine.start_process("bench_three_steps", {}, requester, business_key=f"WEB-{i:04d}")
+            for i in range(n_instances)
+        ]
+        db.session.commit()
+        _progress(
+            f"web: {n} open tasks inserted, {n_instances} bench_three_steps instances started "
+            f"in {time.perf_counter() - t0:.1f}s"
+        )
+
+        browser = _Browser(app)
+        out["login_ms"] = browser.login(WEB_USER, WEB_PASSWORD) * 1000
+
+        # (1) the inbox: first page, default sort; every other request filtered to one busy role
+        filters = [
+            None if j % 2 == 0 else INBOX_ROLES[(j // 2) % len(INBOX_ROLES)] for j in range(WEB_REQUESTS)
+        ]
+        inbox: dict[str, list[float]] = {"all": [], "role": []}
+        cpu: dict[str, list[float]] = {"inbox": [], "counts": [], "complete": []}
+        for j, role in enumerate(filters[:WEB_WARMUP] + filters):
+            url = f"/inbox?role={role}" if role else "/inbox"
+            html, took = browser.page(url)
+            if 'class="task-title"' not in html:
+                raise RuntimeError(f"web: {url} shows no task")
+            if j >= WEB_WARMUP:
+                inbox["role" if role else "all"].append(took)
+                cpu["inbox"].append(browser.last_cpu)
+        out["inbox"] = inbox
+        _progress(
+            f"web: {WEB_REQUESTS} inbox pages, p95 {_pct(_ms(inbox['all'] + inbox['role']), 95):.1f} ms"
+        )
+
+        # (2) the counts the inbox polls
+        counts: list[float] = []
+        for j in range(WEB_WARMUP // 2 + WEB_COUNT_POLLS):
+            response, took = browser.open("GET", "/inbox/counts.json")
+            if response.status_code != 200 or not response.get_json().get("total"):
+                raise RuntimeError(f"web: /inbox/counts.json answered {response.status_code}")
+            if j >= WEB_WARMUP // 2:
+                counts.append(took)
+                cpu["counts"].append(browser.last_cpu)
+        out["counts"] = counts
+        _progress(f"web: {WEB_COUNT_POLLS} count polls, p95 {_pct(_ms(counts), 95):.1f} ms")
+
+        # (3) completing real tasks: read the task page (its CSRF token), post the form
+        completions: list[float] = []
+        pages: list[float] = []
+        done = 0
+        for i, instance_id in enumerate(instance_ids):
+            for _step in range(3):
+                task_id = _open_task_id(instance_id)
+                spec_id = db.session.scalar(select(HumanTask.spec_id).where(HumanTask.id == task_id))
+                url = f"/tasks/{task_id}"
+                html, took_page = browser.page(url)
+                fields = {"csrf_token": browser.token(html, url), **_web_form(str(spec_id), i)}
+                response, took = browser.open("POST", url, fields)
+                if response.status_code != 302:
+                    raise RuntimeError(
+                        f"web: completing {spec_id} ({url}) answered {response.status_code}: "
+                        f"{response.get_data(as_text=True)[:300]}"
+                    )
+                if WEB_WARMUP <= done < WEB_WARMUP + WEB_REQUESTS:
+                    completions.append(took)
+                    cpu["complete"].append(browser.last_cpu)
+                    pages.append(took_page)
+                done += 1
+        out["complete"] = completions
+        out["task_page"] = pages
+        completed = _count(
+            ProcessInstance, ProcessInstance.status == "completed", ProcessInstance.id.in_(instance_ids)
+        )
+        if completed != n_instances:
+            raise RuntimeError(f"web: {completed} of {n_instances} instances completed through the web app")
+        out["instances"] = n_instances
+        out["cpu"] = cpu
+        _progress(f"web: {done} tasks completed through the web app, p95 {_pct(_ms(completions), 95):.1f} ms")
+    return out
+
+
+def bench_web(scale: str, sizes: Sizes) -> None:
+    n = sizes.web
+    _progress(f"web: the Flask app with {n} open tasks over {len(INBOX_ROLES)} roles, test client, SQLite")
+    out = _web_run(n)
+    how = (
+        "server time: wall time of the Flask test client's request in this process (no network), "
+        f"after signing in through /login as a user holding the {len(INBOX_ROLES)} roles of the {n} "
+        "open tasks (inserted in bulk) and sales, manager, accounting; no bare: bare SpiffWorkflow has "
+        "no web app"
+    )
+    timed = f"{WEB_REQUESTS} timed requests after {WEB_WARMUP} untimed"
+
+    def cpu_p95(kind: str) -> str:
+        return f"CPU time of the same requests (this thread): p95 {_pct(_ms(out['cpu'][kind]), 95):.1f} ms"
+
+    inbox_all, inbox_role = _ms(out["inbox"]["all"]), _ms(out["inbox"]["role"])
+    inbox = inbox_all + inbox_role
+    _emit(
+        scale,
+        f"web_inbox_p50_ms_n{n}",
+        statistics.median(inbox),
+        "ms",
+        note="GET /inbox: first page (25 rows, default sort: due, overdue first), counts per role, "
+        f"rendered; half the requests for all the user's roles, half filtered to one of the "
+        f"{len(INBOX_ROLES)} busy roles; {timed}; {how}",
+    )
+    _emit(
+        scale,
+        f"web_inbox_p95_ms_n{n}",
+        _pct(inbox, 95),
+        "ms",
+        note="target: inbox page p95 <= 50 ms at 100,000 open tasks; "
+        f"all roles p95 {_pct(inbox_all, 95):.1f} ms, one role p95 {_pct(inbox_role, 95):.1f} ms; "
+        f"{cpu_p95('inbox')}",
+    )
+    complete = _ms(out["complete"])
+    _emit(
+        scale,
+        f"web_complete_p50_ms_n{n}",
+        statistics.median(complete),
+        "ms",
+        note=f"POST /tasks/<id> with valid form data and the CSRF token read from the task page (the GET "
+        f"not timed): form parsing, engine.complete_task and commit, the next-task query, the redirect; "
+        f"{WEB_REQUESTS} of the enter/approve/book tasks of {out['instances']} real bench_three_steps "
+        f"instances started by another user, after {WEB_WARMUP} untimed; {how}",
+    )
+    _emit(
+        scale,
+        f"web_complete_p95_ms_n{n}",
+        _pct(complete, 95),
+        "ms",
+        note=f"target: completion p95 <= 30 ms at 100,000 open tasks; {cpu_p95('complete')}",
+    )
+    counts = _ms(out["counts"])
+    _emit(
+        scale,
+        f"web_counts_p50_ms_n{n}",
+        statistics.median(counts),
+        "ms",
+        note="GET /inbox/counts.json (the inbox's polling: open tasks per role and the user's own); "
+        f"{WEB_COUNT_POLLS} timed requests after {WEB_WARMUP // 2} untimed; {how}",
+    )
+    _emit(scale, f"web_counts_p95_ms_n{n}", _pct(counts, 95), "ms", note=cpu_p95("counts"))
+    page = _ms(out["task_page"])
+    _emit(
+        scale,
+        f"web_task_page_p95_ms_n{n}",
+        _pct(page, 95),
+        "ms",
+        note=f"GET /tasks/<id> before each timed completion: form, instance data and history rendered; "
+        f"median {statistics.median(page):.1f} ms; no target; "
+        f"the sign-in POST took {out['login_ms']:.0f} ms (scrypt)",
+    )
+
+
 # -- entry point --------------------------------------------------------------------------------------
 BENCHMARKS: dict[str, Callable[[str, Sizes], None]] = {
     "throughput": bench_throughput,
     "inbox": bench_inbox,
     "history": bench_history,
     "timers": bench_timers,
+    "web": bench_web,
 }
 
 

@@ -109,6 +109,7 @@ class TaskView:
     excluded_users: tuple[str, ...]
     completed_by: str | None = None
     completed_at: datetime | None = None
+    name: str = ""  # the BPMN task name (translatable); `title` may be text computed by the process
 
     def overdue(self, now: datetime) -> bool:
         return self.due_at is not None and _aware(self.due_at) < now
@@ -543,6 +544,7 @@ class Engine:
                         "spec_id": info.spec_id,
                         "process_id": info.process_id,
                         "title": info.title,
+                        "name": info.name,
                         "role": info.role,
                         "assignee": info.assignee,
                         "excluded": _excluded_text(info.excluded_users),
@@ -1310,6 +1312,7 @@ def _view(row: Any) -> TaskView:
         business_key=row.business_key,
         excluded_users=_excluded_list(row.excluded),
         completed_by=row.completed_by,
+        name=row.name,
         completed_at=_aware(row.completed_at) if row.completed_at else None,
     )
 

@@ -73,6 +73,7 @@ class UserTaskInfo:
     spec_id: str
     process_id: str
     title: str
+    name: str
     role: str | None
     assignee: str | None
     excluded_users: list[str]
@@ -281,6 +282,7 @@ class Instance:
             spec_id=spec.bpmn_id or spec.name,
             process_id=process_id,
             title=str(title)[:300],
+            name=str(spec.bpmn_name or spec.name)[:300],
             role=str(role).split(",")[0].strip() if role else None,
             assignee=str(assignee) if assignee else None,
             excluded_users=sorted({str(u) for u in excluded if u}),

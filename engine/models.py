@@ -128,6 +128,8 @@ class HumanTask(Model):
     spec_id: Mapped[str] = mapped_column(String(200))
     process_id: Mapped[str] = mapped_column(String(200))
     title: Mapped[str] = mapped_column(String(300))
+    # the BPMN name of the task: a translatable catalogue string (the title may be computed text)
+    name: Mapped[str] = mapped_column(String(300), default="", server_default="")
     role: Mapped[str | None] = mapped_column(String(64))
     assignee: Mapped[str | None] = mapped_column(String(80))
     # four-eyes: "|alice||bob|" so the inbox query can filter with NOT LIKE on the index scan
