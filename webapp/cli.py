@@ -139,3 +139,81 @@ def bench(scale: str, only: tuple[str, ...]) -> None:
     from engine.bench import run_benchmarks
 
     run_benchmarks(scale, set(only))
+
+
+from babel.messages.catalog import Catalog  # noqa: E402
+
+
+@main.group("i18n")
+def i18n() -> None:
+    """Translation catalogs: extract, update, compile (webapp/translations/)."""
+
+
+@i18n.command("extract")
+def i18n_extract() -> None:
+    """Collect every translatable string (code, templates, forms, processes) into messages.pot."""
+    from . import catalogs
+
+    template = catalogs.extract()
+    changed = catalogs.write_template(template)
+    state = "written" if changed else "unchanged"
+    click.echo(f"{catalogs.POT.relative_to(catalogs.ROOT)}: {len(template)} messages, {state}")
+
+
+@i18n.command("update")
+def i18n_update() -> None:
+    """Merge messages.pot into the catalog of each language; list what is left to translate."""
+    from . import catalogs
+
+    template = catalogs.read_catalog(catalogs.POT)
+    for path in catalogs.update_catalogs(template):
+        click.echo(f"updated {path.relative_to(catalogs.ROOT)}")
+    _report_missing(template)
+
+
+@i18n.command("compile")
+def i18n_compile() -> None:
+    """Build the .mo file of each language from its .po file."""
+    from . import catalogs
+
+    written = catalogs.compile_catalogs()
+    for path in written:
+        click.echo(f"compiled {path.relative_to(catalogs.ROOT)}")
+    if not written:
+        click.echo("all .mo files up to date")
+
+
+@i18n.command("check")
+def i18n_check() -> None:
+    """Exit 1 if a catalog misses a string of the current sources, or a .mo file is stale."""
+    from . import catalogs
+
+    problems = _report_missing(catalogs.extract())
+    for locale in catalogs.stale_mo():
+        click.echo(f"{locale}: .mo file out of date; run `backoffice i18n compile`", err=True)
+        problems += 1
+    if problems:
+        sys.exit(1)
+    click.echo("all catalogs complete")
+
+
+def _report_missing(template: Catalog) -> int:
+    """List per language what is untranslated or has wrong placeholders; the number of problems."""
+    from . import catalogs
+
+    problems = 0
+    for locale in catalogs.LOCALES:
+        path = catalogs.po_path(locale)
+        if not path.exists():
+            click.echo(f"{locale}: no catalog at {path}; run `backoffice i18n update`", err=True)
+            problems += 1
+            continue
+        catalog = catalogs.read_catalog(path, locale)
+        gaps = catalogs.missing(template, catalog)
+        bad = catalogs.placeholder_mismatches(catalog)
+        for msgid in gaps:
+            click.echo(f"{locale}: untranslated: {msgid!r}", err=True)
+        for msgid, text in bad:
+            click.echo(f"{locale}: placeholders differ: {msgid!r} -> {text!r}", err=True)
+        problems += len(gaps) + len(bad)
+    return problems
