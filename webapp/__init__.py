@@ -59,13 +59,24 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     business.install(engine)
     app.extensions["engine"] = engine
 
-    from . import admin, auth, errors, health, home, inbox, tasks
+    from . import admin, approvals, auth, documents, errors, health, home, inbox, reports, tasks
 
     security.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=auth.select_locale)
     auth.login_manager.init_app(app)
-    for blueprint in (health.bp, home.bp, auth.bp, inbox.bp, tasks.bp, admin.bp, errors.bp):
+    for blueprint in (
+        health.bp,
+        home.bp,
+        auth.bp,
+        inbox.bp,
+        tasks.bp,
+        approvals.bp,
+        documents.bp,
+        reports.bp,
+        admin.bp,
+        errors.bp,
+    ):
         app.register_blueprint(blueprint)
     return app
 
