@@ -27,7 +27,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_babel import format_date, format_datetime
+from flask_babel import format_date, format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
@@ -76,6 +76,23 @@ _HIDDEN_DETAIL = frozenset({"task", "spec", "process", "version"})
 
 def humanize(value: Any) -> str:
     return str(value).replace("_", " ").capitalize() if value is not None else ""
+
+
+def task_title(task: Any) -> str:
+    """The title a user reads: the process's own (computed, English) title in English, else the
+    task's BPMN name from the catalogue in the user's language (with the document it is about)."""
+    title = str(getattr(task, "title", "") or "")
+    name = str(getattr(task, "name", "") or "")
+    if not name or str(get_locale() or "en").startswith("en"):
+        return title
+    translated = _(name)
+    if translated == name:  # no translation for this name: the computed title says more
+        return title
+    key = getattr(task, "document_key", None)
+    return f"{translated} · {key}" if key else translated
+
+
+bp.add_app_template_filter(task_title, "task_title")
 
 
 @bp.app_template_filter("humanize")
@@ -157,7 +174,7 @@ def _excluded_page(task: TaskView) -> Any:
     message = _(
         "You cannot work on “%(title)s”: the four-eyes rule excludes you from it (for example, you "
         "asked for what it approves).",
-        title=task.title,
+        title=task_title(task),
     )
     return render_template(
         "errors/error.html",
@@ -174,7 +191,7 @@ def _completed_page(task: TaskView) -> Any:
     names = display_names({who} if who else set())
     message = _(
         "“%(title)s” was already completed by %(who)s at %(when)s. Nothing was changed by you.",
-        title=task.title,
+        title=task_title(task),
         who=names.get(who or "", who or _("someone")),
         when=format_datetime(when, "medium") if when else "?",
     )
@@ -299,7 +316,7 @@ def complete(task_id: int) -> Any:
         if fresh.status == "completed":
             return _completed_page(fresh)
         raise
-    flash(_("Done: %(title)s.", title=task.title), "success")
+    flash(_("Done: %(title)s.", title=task_title(task)), "success")
     following = engine.tasks_for(actor, limit=1).tasks
     if following:
         return redirect(url_for("tasks.show", task_id=following[0].id))
@@ -333,7 +350,7 @@ def _refused(
 def claim(task_id: int) -> Any:
     task = get_task(task_id, for_action=True)
     runtime().claim_task(task.id, current_actor())
-    flash(_("You took “%(title)s”.", title=task.title), "success")
+    flash(_("You took “%(title)s”.", title=task_title(task)), "success")
     return redirect(safe_next(request.form.get("next")) or url_for("tasks.show", task_id=task.id))
 
 
@@ -344,7 +361,7 @@ def unclaim(task_id: int) -> Any:
     # an administrator may release anyone's claim (e.g. of someone on holiday)
     task = runtime().task(task_id) if "admin" in actor.roles else get_task(task_id, for_action=True)
     runtime().unclaim_task(task.id, actor)
-    flash(_("“%(title)s” is back in the queue of its role.", title=task.title), "success")
+    flash(_("“%(title)s” is back in the queue of its role.", title=task_title(task)), "success")
     return redirect(safe_next(request.form.get("next")) or url_for("inbox.index"))
 
 
