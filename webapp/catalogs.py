@@ -208,6 +208,11 @@ def _literal_text(expression: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _line(element: Any) -> int:
+    line = element.sourceline
+    return line if isinstance(line, int) else 1
+
+
 def process_strings(processes_dir: Path) -> list[Found]:
     """Process names, user task and start event names, literal `title` properties of the BPMN files."""
     found: list[Found] = []
@@ -217,19 +222,19 @@ def process_strings(processes_dir: Path) -> list[Found]:
         rel = _relative(path, root)
         tree = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True))
         for process in tree.iterfind("b:process", names):
-            if process.get("name"):
-                found.append(Found(process.get("name"), rel, process.sourceline or 1, "process name"))
+            if name := process.get("name"):
+                found.append(Found(name, rel, _line(process), "process name"))
             for event in process.iterfind("b:startEvent", names):
-                if event.get("name"):
-                    found.append(Found(event.get("name"), rel, event.sourceline or 1, "start event"))
+                if name := event.get("name"):
+                    found.append(Found(name, rel, _line(event), "start event"))
         for task in tree.iterfind(".//b:userTask", names):
             task_id = task.get("id", "")
-            if task.get("name"):
-                found.append(Found(task.get("name"), rel, task.sourceline or 1, f"user task {task_id}"))
+            if name := task.get("name"):
+                found.append(Found(name, rel, _line(task), f"user task {task_id}"))
             for prop in task.iterfind(".//s:property[@name='title']", names):
                 literal = _literal_text(prop.get("value") or "")
                 if literal:
-                    found.append(Found(literal, rel, prop.sourceline or 1, f"user task {task_id}: title"))
+                    found.append(Found(literal, rel, _line(prop), f"user task {task_id}: title"))
     return found
 
 
@@ -362,8 +367,9 @@ def compile_catalogs(translations: Path = TRANSLATIONS, locales: Iterable[str] =
 
 # -- checks -----------------------------------------------------------------------------------------------
 def _translated(message: Message) -> bool:
-    strings = message.string if isinstance(message.string, (list, tuple)) else [message.string]
-    return all(s for s in strings)
+    value: Any = message.string
+    strings = list(value) if isinstance(value, list | tuple) else [value]
+    return all(strings)
 
 
 def _key(message: Message) -> tuple[str, str | None]:
@@ -435,8 +441,8 @@ def compiled_messages(catalog: Catalog) -> dict[tuple[Any, str | None], Any]:
     out: dict[tuple[Any, str | None], Any] = {}
     for message in catalog:
         if message.id and not message.fuzzy and _translated(message):
-            key = message.id if isinstance(message.id, str) else tuple(message.id)
-            value = message.string if isinstance(message.string, str) else tuple(message.string)
+            key = message.id if isinstance(message.id, str) else tuple(message.id or ())
+            value = message.string if isinstance(message.string, str) else tuple(message.string or ())
             out[(key, message.context)] = value
     return out
 
