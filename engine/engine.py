@@ -28,7 +28,20 @@ from typing import Any, cast
 
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, tuple_, union, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union,
+    union_all,
+    update,
+)
 
 from . import errors
 from .db import db, is_postgres
@@ -248,6 +261,7 @@ class Engine:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._inbox_statements: dict[tuple[Any, ...], Any] = {}
+        self._count_statements: dict[int, Any] = {}
         # called with the rows of new human tasks, inside the transaction that creates them
         # (e.g. to queue "a task is waiting for you" mail)
         self.task_listeners: list[Callable[[list[dict[str, Any]]], None]] = []
@@ -936,29 +950,23 @@ class Engine:
             next_cursor = _encode_cursor(sort, last)
         return TaskPage(views, next_cursor)
 
-    def task_counts(self, actor: Actor) -> dict[str, int]:
-        """Open tasks per role of the actor, plus `mine` for tasks assigned to them."""
-        counts: dict[str, int] = {}
-        q = (
-            select(HumanTask.role, func.count())
-            .where(
-                HumanTask.role.in_(sorted(actor.roles)),
-                HumanTask.status == "open",
-                HumanTask.excluded.notlike(f"%|{actor.username}|%"),
-            )
-            .group_by(HumanTask.role)
-        )
-        for r, n in self.session.execute(q):
-            counts[r] = n
-        counts["mine"] = (
-            self.session.scalar(
-                select(func.count()).where(
-                    HumanTask.assignee == actor.username, HumanTask.status.in_(OPEN_STATES)
-                )
-            )
-            or 0
-        )
-        return counts
+    def task_counts(self, actor: Actor, cap: int = 99) -> dict[str, int]:
+        """Open tasks per role of the actor (not excluding them), plus `mine` for tasks assigned
+        to them. Each count stops at `cap + 1` ("99+"): an inbox badge needs no more, and an
+        exact count of a large queue would read every row of it on every poll."""
+        roles = sorted(actor.roles)
+        statement = self._count_statements.get(len(roles))
+        if statement is None:
+            statement = self._count_statements[len(roles)] = _count_statement(len(roles))
+        params: dict[str, Any] = {
+            "excluded": f"%|{_like_escape(actor.username)}|%",
+            "me": actor.username,
+            "cap": cap + 1,
+        }
+        params.update({f"role_{i}": r for i, r in enumerate(roles)})
+        counts = {int(key): int(n) for key, n in self._exec(statement, params)}
+        mine = counts.pop(-1, 0)
+        return {**{roles[i]: n for i, n in counts.items() if n}, "mine": mine}
 
     # -- timers ---------------------------------------------------------------------------------------
     def _claim_due_timers(self, now: datetime, limit: int) -> list[tuple[int, int]]:
@@ -1229,6 +1237,29 @@ class Engine:
 _SORT_KEYS = {"due": HumanTask.due_key, "priority": HumanTask.priority_rank, "age": HumanTask.created_at}
 
 
+def _count_statement(n_roles: int) -> Any:
+    """Per role (keyed by its position): the open tasks not excluding the actor, read from the
+    index at most `cap` deep; plus the actor's own tasks (key -1)."""
+
+    def capped(key: Any, *conditions: Any) -> Any:
+        inner = select(literal_column("1").label("one")).where(*conditions).limit(bindparam("cap")).subquery()
+        return select(key.label("key"), select(func.count()).select_from(inner).scalar_subquery().label("n"))
+
+    parts = [
+        capped(
+            literal_column(str(i)),
+            HumanTask.role == bindparam(f"role_{i}"),
+            HumanTask.status == "open",
+            HumanTask.excluded.notlike(bindparam("excluded"), escape="\\"),
+        )
+        for i in range(n_roles)
+    ]
+    parts.append(
+        capped(literal_column("-1"), HumanTask.assignee == bindparam("me"), HumanTask.status.in_(OPEN_STATES))
+    )
+    return union_all(*parts)
+
+
 def _inbox_statement(
     sort: str,
     n_roles: int,
@@ -1266,21 +1297,24 @@ def _inbox_statement(
             )
         return q.order_by(sort_col, HumanTask.id).limit(bindparam("limit"))
 
-    status = HumanTask.status.in_(OPEN_STATES) if include_claimed_by_others else HumanTask.status == "open"
+    # one part per role and status: an equality on both lets the index deliver rows in sort order
+    statuses = OPEN_STATES if include_claimed_by_others else ("open",)
     parts = [
         part(
             select(*_TASK_COLUMNS, sort_col.label("k")).where(
-                HumanTask.role == bindparam(f"role_{i}"), status
+                HumanTask.role == bindparam(f"role_{i}"), HumanTask.status == status
             )
         )
         for i in range(n_roles)
+        for status in statuses
     ]
     mine = select(*_TASK_COLUMNS, sort_col.label("k")).where(
         HumanTask.assignee == bindparam("me"), HumanTask.status.in_(OPEN_STATES)
     )
     if one_role:
         mine = mine.where(HumanTask.role == bindparam("only_role"))
-    parts.append(part(mine))
+    if not (one_role and include_claimed_by_others):  # else the role's own parts hold these already
+        parts.append(part(mine))
     sub = union(*[p.subquery().select() for p in parts]).subquery()
     return select(sub).order_by(sub.c.k, sub.c.id).limit(bindparam("limit"))
 

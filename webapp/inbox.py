@@ -45,10 +45,18 @@ def display_names(usernames: set[str]) -> dict[str, str]:
     return {u: (n or u) for u, n in rows}
 
 
+COUNT_CAP = 99  # badges say "99+" beyond this: counting a huge queue exactly on every poll is waste
+
+
+def _shown(n: int) -> int | str:
+    return f"{COUNT_CAP}+" if n > COUNT_CAP else n
+
+
 def counts_for_actor() -> dict[str, Any]:
-    counts = runtime().task_counts(current_actor())
+    counts = runtime().task_counts(current_actor(), cap=COUNT_CAP)
     mine = counts.pop("mine", 0)
-    return {"roles": counts, "mine": mine, "total": sum(counts.values()) + mine}
+    total = sum(counts.values()) + mine
+    return {"roles": {r: _shown(n) for r, n in counts.items()}, "mine": _shown(mine), "total": _shown(total)}
 
 
 @bp.get("/inbox")

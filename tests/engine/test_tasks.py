@@ -180,3 +180,10 @@ def test_audit_trail_is_append_only(deployed):
     with pytest.raises(DatabaseError, match="append-only"):
         db.session.execute(update(AuditEvent).values(actor="mallory"))
     db.session.rollback()
+
+
+def test_counts_stop_above_the_cap(deployed):
+    for _ in range(5):
+        start(deployed)
+    assert deployed.task_counts(SALLY, cap=3) == {"sales": 4, "mine": 0}
+    assert deployed.task_counts(SALLY) == {"sales": 5, "mine": 0}
