@@ -133,7 +133,7 @@ main.add_command(demo)
 
 @main.command("bench")
 @click.option("--scale", type=click.Choice(["small", "full"]), default="small")
-@click.option("--only", multiple=True, help="throughput, inbox, history, timers")
+@click.option("--only", multiple=True, help="throughput, inbox, history, timers, web")
 def bench(scale: str, only: tuple[str, ...]) -> None:
     """Measure the engine against bare SpiffWorkflow; prints one JSON object per line."""
     from engine.bench import run_benchmarks
