@@ -27,18 +27,15 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
 from engine import Actor, TaskView
-from engine.business.purchasing import PurchaseRequest
-from engine.business.sales import Invoice, Quote
-from engine.db import db
 from engine.errors import Conflict, Forbidden, InvalidData, InvalidState, NotFound
 
 from .auth import current_actor
 from .documents import SLUG_OF_TYPE, document_context, instance_decisions
 from .errors import error_page
 from .inbox import display_names, process_names, runtime
+from .summaries import summaries
 from .tasks import get_task
 
 bp = Blueprint("approvals", __name__)
@@ -136,46 +133,15 @@ class Row:
 
 
 def _rows(actor: Actor, tasks: list[TaskView]) -> list[Row]:
-    keys: dict[str, set[str]] = {}
-    for t in tasks:
-        if t.document_type and t.document_key:
-            keys.setdefault(t.document_type, set()).add(t.document_key)
-    quotes = {
-        q.number: q
-        for q in db.session.scalars(select(Quote).where(Quote.number.in_(sorted(keys.get("quote", set())))))
-    }
-    requests = {
-        r.number: r
-        for r in db.session.scalars(
-            select(PurchaseRequest).where(
-                PurchaseRequest.number.in_(sorted(keys.get("purchase_request", set())))
-            )
-        )
-    }
-    invoices = {
-        i.number: i
-        for i in db.session.scalars(
-            select(Invoice).where(Invoice.number.in_(sorted(keys.get("invoice", set()))))
-        )
-    }
+    about = summaries(tasks)
     rows = []
     for t in tasks:
         key = t.document_key or ""
-        amount = currency = requester = customer = None
-        if t.document_type == "quote" and key in quotes:
-            quote = quotes[key]
-            amount, currency, requester, customer = (
-                quote.total_gross,
-                quote.currency,
-                quote.author,
-                quote.customer.name,
-            )
-        elif t.document_type == "purchase_request" and key in requests:
-            pr = requests[key]
-            amount, currency, requester = pr.amount, pr.currency, pr.requested_by
-        elif t.document_type == "invoice" and key in invoices:
-            invoice = invoices[key]
-            amount, currency, customer = invoice.balance, invoice.currency, invoice.customer.name
+        found = about.get((t.document_type or "", key))
+        amount = found.amount if found else None
+        currency = found.currency if found else None
+        requester = found.author if found else None
+        customer = found.party if found and t.document_type in ("quote", "invoice") else None
         decidable = _is_decision(t)
         rows.append(
             Row(

@@ -15,6 +15,7 @@ from engine.errors import InvalidData
 from engine.models import ProcessDefinition, User
 
 from .auth import current_actor
+from .summaries import summaries
 
 bp = Blueprint("inbox", __name__)
 
@@ -108,6 +109,7 @@ def index() -> Any:
     shown = overdue + tasks
     return render_template(
         "inbox/index.html",
+        about=summaries(overdue + tasks),
         tasks=tasks,
         overdue=overdue,
         overdue_more=bool(overdue) and not overdue_complete,

@@ -387,3 +387,12 @@ def test_an_overdue_invoice_escalation_is_decided_on_its_task_page(web, office, 
     assert f'href="/tasks/{escalation.id}"' in html and 'name="decision"' not in html
     assert "Dunning level" in html
     assert mona.post(f"/approvals/{escalation.id}", {"decision": "approve"}).status_code == 404
+
+
+def test_the_inbox_row_says_whom_and_how_much(web, office):
+    instance_id = quoted(office, discount="15")
+    approval = task_of(office, "mona", "approve_discount", instance_id)
+    html = signed_in(web, "mona").page("/inbox")
+    row = html[html.index(f"/tasks/{approval.id}") :]
+    row = row[: row.index("</tr>")]
+    assert "Northwind Traders" in row and "€13,410.00" in row
