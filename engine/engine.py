@@ -70,6 +70,7 @@ from .models import (
 from .operations import OperationContext, get_operation, registered_operations
 from .scripts import SandboxedScriptEngine
 from .serializer import SERIALIZER_VERSION, dump_spec, dump_state, load_spec, load_state
+from .specs import parse_files
 
 log = logging.getLogger(__name__)
 
@@ -310,8 +311,6 @@ class Engine:
     # -- deployments ----------------------------------------------------------------------
     def deploy(self, files: dict[str, bytes], actor: Actor = SYSTEM) -> DeployResult:
         """Parse, validate and lint the files; store a new version of every changed process."""
-        from .specs import parse_files
-
         digest = hashlib.sha256()
         for name in sorted(files):
             digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
@@ -483,7 +482,7 @@ class Engine:
             traceback.format_exc(),
         )
 
-    def _save(self, step: _Step, actor: str, *, new: bool = False, status: str | None = None) -> None:
+    def _save(self, step: _Step, actor: str, *, status: str | None = None) -> None:
         """Write the instance and everything derived from it; conditional on the revision."""
         session = self.session
         row, inst, now = step.row, step.instance, self.now()
@@ -723,7 +722,7 @@ class Engine:
                 )
             )
             self._run(step, inst.run)
-            self._save(step, actor.username, new=True)
+            self._save(step, actor.username)
         except BaseException:
             self._abort(row.id if row is not None else None)
             raise
