@@ -256,6 +256,14 @@ def find_or_create_customer(
     return customer
 
 
+def document_by_number(model: Any, number: str) -> Any:
+    """The document of this kind with this number, or NotFound saying which."""
+    found = db.session.scalar(select(model).where(model.number == number))
+    if found is None:
+        raise NotFound(f"no {model.__tablename__.replace('_', ' ')} {number!r}")
+    return found
+
+
 def customer_by_name(name: str) -> Customer:
     customer = db.session.scalar(select(Customer).where(Customer.name == name))
     if customer is None:

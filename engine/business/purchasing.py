@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..db import db
-from ..errors import FieldError, InvalidData, InvalidState, NotFound
+from ..errors import FieldError, InvalidData, InvalidState
 from ..models import HumanTask
 from ..operations import OperationContext, operation
 from .common import (
@@ -41,6 +41,7 @@ from .common import (
     Model,
     Product,
     Vendor,
+    document_by_number,
     find_or_create_vendor,
     line_amounts,
     money,
@@ -213,23 +214,17 @@ class VendorBillLine(Model):
 
 
 def request_by_number(number: str) -> PurchaseRequest:
-    found = db.session.scalar(select(PurchaseRequest).where(PurchaseRequest.number == number))
-    if found is None:
-        raise NotFound(f"no purchase request {number!r}")
+    found: PurchaseRequest = document_by_number(PurchaseRequest, number)
     return found
 
 
 def order_by_number(number: str) -> PurchaseOrder:
-    found = db.session.scalar(select(PurchaseOrder).where(PurchaseOrder.number == number))
-    if found is None:
-        raise NotFound(f"no purchase order {number!r}")
+    found: PurchaseOrder = document_by_number(PurchaseOrder, number)
     return found
 
 
 def bill_by_number(number: str) -> VendorBill:
-    found = db.session.scalar(select(VendorBill).where(VendorBill.number == number))
-    if found is None:
-        raise NotFound(f"no vendor bill {number!r}")
+    found: VendorBill = document_by_number(VendorBill, number)
     return found
 
 

@@ -38,6 +38,7 @@ from .common import (
     Customer,
     Model,
     Product,
+    document_by_number,
     find_or_create_customer,
     money,
     money_text,
@@ -110,9 +111,7 @@ class RepairTicket(Model):
 
 
 def ticket_by_number(number: str) -> RepairTicket:
-    ticket = db.session.scalar(select(RepairTicket).where(RepairTicket.number == number))
-    if ticket is None:
-        raise NotFound(f"no repair ticket {number!r}")
+    ticket: RepairTicket = document_by_number(RepairTicket, number)
     return ticket
 
 
