@@ -1,6 +1,7 @@
 """The back-office BPMN runtime: the public surface."""
 
-from .engine import SYSTEM, Actor, DeployResult, Engine, TaskPage, TaskView
+from .definitions import DefinitionInfo
+from .engine import SYSTEM, Actor, DeployResult, Engine, MigrationPreview, TaskPage, TaskView
 from .errors import (
     Conflict,
     EngineError,
@@ -19,6 +20,7 @@ __all__ = [
     "SYSTEM",
     "Actor",
     "Conflict",
+    "DefinitionInfo",
     "DeployResult",
     "Engine",
     "EngineError",
@@ -26,6 +28,7 @@ __all__ = [
     "Forbidden",
     "InvalidData",
     "InvalidState",
+    "MigrationPreview",
     "NotFound",
     "NotWaiting",
     "ProcessFileError",

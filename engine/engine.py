@@ -43,8 +43,10 @@ from sqlalchemy import (
     update,
 )
 
+from . import definitions as _definitions
 from . import errors
 from .db import db, is_postgres
+from .definitions import DefinitionInfo
 from .forms import FormRegistry
 from .instance import (
     Clock,
@@ -69,13 +71,15 @@ from .models import (
 )
 from .operations import OperationContext, get_operation, registered_operations
 from .scripts import SandboxedScriptEngine
-from .serializer import SERIALIZER_VERSION, dump_spec, dump_state, load_spec, load_state
+from .serializer import SERIALIZER_VERSION, dump_spec, dump_state, load_spec, load_state, spec_registry
+from .specs import check_files as _check_files
 from .specs import parse_files
 
 log = logging.getLogger(__name__)
 
 NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)
 OPEN_STATES = ("open", "claimed")
+MIGRATABLE = ("running", "waiting")
 CLAIM_LEASE_SECONDS = 300
 
 
@@ -127,6 +131,23 @@ class TaskView:
 
     def overdue(self, now: datetime) -> bool:
         return self.due_at is not None and _aware(self.due_at) < now
+
+
+@dataclass(frozen=True)
+class MigrationPreview:
+    """What moving an instance to the latest version of its process changes (element ids with
+    names), or why it cannot move."""
+
+    instance_id: int
+    process_id: str
+    from_version: int
+    to_version: int
+    possible: bool
+    reasons: list[str]
+    changed: list[str]
+    added: list[str]
+    removed: list[str]
+    restarted: list[str]  # waiting elements whose definition changed: they start waiting afresh
 
 
 @dataclass(frozen=True)
@@ -372,6 +393,36 @@ class Engine:
         )
         session.commit()
         return DeployResult(deployment.id, content_hash, True, new_versions, unchanged)
+
+    # -- definitions: what the designer reads and changes ---------------------------------------
+    def definitions(self, process_id: str | None = None) -> list[DefinitionInfo]:
+        """Every version of every process (or of one), with how many instances each has."""
+        return _definitions.definitions(self.session, process_id)
+
+    def current_files(self) -> dict[str, bytes]:
+        """The newest deployed content of every BPMN/DMN file: the designer's workspace."""
+        return _definitions.current_files(self.session)
+
+    def definition_source(self, definition_id: int) -> tuple[str, bytes]:
+        """The file name and bytes one process version was deployed from."""
+        return _definitions.definition_source(self.session, definition_id)
+
+    def check_files(self, changed: dict[str, bytes]) -> list[errors.ProcessFileError]:
+        """What `backoffice check` and `deploy` would refuse in the deployed files with `changed`
+        laid over them; [] when `deploy_changes(changed)` would succeed."""
+        files = {**self.current_files(), **changed}
+        bundle, problems = _check_files(files, self.forms_dir)
+        if bundle is not None:
+            try:
+                self._check_operations(bundle)
+            except errors.ProcessFileErrors as exc:
+                problems = list(exc.errors)
+        return problems
+
+    def deploy_changes(self, changed: dict[str, bytes], actor: Actor = SYSTEM) -> DeployResult:
+        """Deploy the deployed files with `changed` laid over them (a designer's save): changed
+        processes get a new version, the others keep theirs, running instances keep their own."""
+        return self.deploy({**self.current_files(), **changed}, actor)
 
     def _check_operations(self, bundle: Any) -> None:
         known = registered_operations()
@@ -734,19 +785,22 @@ class Engine:
             raise errors.NotFound(f"process instance {instance_id} does not exist")
         return row
 
-    def instance_data(self, instance_id: int) -> dict[str, Any]:
-        """The current data of an instance (its last completed step). Read-only: neither the
-        caller's transaction nor the instance cache is disturbed."""
+    def _read_workflow(self, instance_id: int) -> Any:
+        """The instance's workflow to read from: neither the caller's transaction nor the
+        instance cache is disturbed (never run or change what this returns)."""
         found = self._exec(_SELECT_REF_STATE, {"iid": instance_id}).first()
         if found is None:
             raise errors.NotFound(f"process instance {instance_id} does not exist")
         with self._lock:
             cached = self._cache.get(instance_id)
         if cached is not None and cached[0] == found.revision:
-            wf = cached[1].workflow
-        else:
-            spec, subs = self._spec_for(found.definition_id)
-            wf = load_state(found.state, spec, subs, found.serializer_version)
+            return cached[1].workflow
+        spec, subs = self._spec_for(found.definition_id)
+        return load_state(found.state, spec, subs, found.serializer_version)
+
+    def instance_data(self, instance_id: int) -> dict[str, Any]:
+        """The current data of an instance (its last completed step). Read-only."""
+        wf = self._read_workflow(instance_id)
         if wf.completed:
             return copy.deepcopy(dict(wf.data))
         last = wf.last_task or wf.task_tree
@@ -1215,6 +1269,112 @@ class Engine:
         except BaseException:
             self._abort(instance_id)
             raise
+
+    def element_states(self, instance_id: int) -> dict[str, str]:
+        """BPMN element id -> completed / active / waiting / failed / cancelled, for the diagram."""
+        states = Instance(self._read_workflow(instance_id), self.script_engine).element_states()
+        for incident in self.incidents(instance_id):
+            if incident.spec_id:
+                states[incident.spec_id] = "failed"
+        return states
+
+    def _migration_target(self, instance_id: int) -> tuple[ProcessInstance, ProcessDefinition, list[str]]:
+        row = self.instance(instance_id)
+        latest = self._latest_definition(row.process_id)
+        if latest is None:  # a definition is never deleted; only a broken database gets here
+            raise errors.NotFound(f"process {row.process_id!r} is not deployed")
+        reasons = []
+        if row.status not in MIGRATABLE:
+            reasons.append(
+                f"the instance is {row.status}; only running or waiting instances move (resume it first)"
+            )
+        if latest.version == row.process_version:
+            reasons.append(f"the instance is already on the latest version ({latest.version})")
+        return row, latest, reasons
+
+    def migration_preview(self, instance_id: int) -> MigrationPreview:
+        """What moving the instance to the latest version of its process would change."""
+        row, latest, reasons = self._migration_target(instance_id)
+        plan = None
+        if not reasons:
+            spec, subs = self._spec_for(latest.id)
+            wf = self._read_workflow(instance_id)
+            plan = Instance(wf, self.script_engine).migration_plan(spec_registry(), spec, subs)
+            reasons = plan.reasons
+        return MigrationPreview(
+            instance_id=row.id,
+            process_id=row.process_id,
+            from_version=row.process_version,
+            to_version=latest.version,
+            possible=not reasons,
+            reasons=list(reasons),
+            changed=plan.changed if plan else [],
+            added=plan.added if plan else [],
+            removed=plan.removed if plan else [],
+            restarted=plan.restarted if plan else [],
+        )
+
+    def migrate_instance(self, instance_id: int, actor: Actor) -> int:
+        """Move a running instance to the latest version of its process; returns that version."""
+        try:
+            row, latest, reasons = self._migration_target(instance_id)
+            if reasons:
+                raise errors.InvalidState("; ".join(reasons))
+            step = self._load(instance_id, actor.username)
+            spec, subs = self._spec_for(latest.id)
+            plan = step.instance.migration_plan(spec_registry(), spec, subs)
+            if not plan.possible:
+                raise errors.InvalidState("; ".join(plan.reasons))
+            previous = row.process_version
+            self.session.execute(
+                update(ProcessInstance)
+                .where(ProcessInstance.id == instance_id)
+                .values(definition_id=latest.id, process_version=latest.version)
+            )
+            step.audit.append(
+                self._audit(
+                    actor.username,
+                    "migrated",
+                    instance_id,
+                    from_version=previous,
+                    to_version=latest.version,
+                    changed=plan.changed,
+                    added=plan.added,
+                    removed=plan.removed,
+                )
+            )
+            self._run(step, partial(step.instance.migrate, plan, spec, subs))
+            self._refresh_task_rows(step)
+            self._save(step, actor.username)
+            step.row.definition_id = latest.id
+        except BaseException:
+            self._abort(instance_id)
+            raise
+        return latest.version
+
+    def _refresh_task_rows(self, step: _Step) -> None:
+        """Open task rows take the title, role and form of their element in the new version."""
+        now = self.now()
+        with engine_clock(self.now):
+            for task in step.instance.ready_user_tasks():
+                if str(task.id) not in step.tasks_before:
+                    continue
+                info = step.instance.describe(task, now)
+                self.session.execute(
+                    update(HumanTask)
+                    .where(
+                        HumanTask.task_id == info.task_id, HumanTask.status.in_((*OPEN_STATES, "suspended"))
+                    )
+                    .values(
+                        spec_id=info.spec_id,
+                        title=info.title,
+                        name=info.name,
+                        role=info.role,
+                        form_ref=info.form_ref,
+                        excluded=_excluded_text(info.excluded_users),
+                        revision=HumanTask.revision + 1,
+                    )
+                )
 
     def incidents(self, instance_id: int | None = None, open_only: bool = True) -> list[Incident]:
         q = select(Incident).order_by(Incident.id)

@@ -28,6 +28,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 )
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity, SubWorkflowTask
 from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
+from SpiffWorkflow.bpmn.util.diff import SpecDiff, WorkflowDiff, diff_workflow
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
@@ -301,9 +302,99 @@ class Instance:
         audit trail, not the task tree, is the record of what happened. Trees with a join
         waiting for its branches are left alone, as joins read the tree to count inputs.
         """
+        pruned: set[str] = set()
         for wf in [self.workflow, *self.workflow.subprocesses.values()]:
             if len(wf.tasks) > PRUNE_THRESHOLD:
-                _prune_workflow(wf, self.workflow.subprocesses)
+                pruned |= _prune_workflow(wf, self.workflow.subprocesses)
+        if pruned:
+            # the instance diagram still shows these elements as passed through
+            root = self.workflow.task_tree
+            known = set(root.internal_data.get(PRUNED_ELEMENTS, ()))
+            if not pruned <= known:
+                root.internal_data[PRUNED_ELEMENTS] = sorted(known | pruned)
+
+    # -- the diagram -------------------------------------------------------------------------
+    def element_states(self) -> dict[str, str]:
+        """BPMN element id -> the state the instance diagram shows for it. Where several tasks
+        share an element (loops), the most pressing state wins: failed, active, waiting,
+        completed, cancelled."""
+        states: dict[str, str] = {}
+        for element in self.workflow.task_tree.internal_data.get(PRUNED_ELEMENTS, ()):
+            states[element] = "completed"
+        for task in self._all_tasks():
+            element = task.task_spec.bpmn_id
+            shown = _SHOWN_STATE.get(task.state)
+            if element is None or shown is None:
+                continue
+            if task.state == TaskState.READY and not task.task_spec.manual:
+                shown = "active"
+            current = states.get(element)
+            if current is None or _STATE_RANK[shown] < _STATE_RANK[current]:
+                states[element] = shown
+        return states
+
+    # -- moving to another version -------------------------------------------------------------
+    def migration_plan(
+        self, registry: Any, spec: BpmnProcessSpec, subprocess_specs: dict[str, BpmnProcessSpec]
+    ) -> MigrationPlan:
+        """What moving this instance onto `spec` changes, and why it cannot be done if it cannot
+        (SpiffWorkflow's spec diff: elements are matched by id, then by position)."""
+        top, subs = diff_workflow(registry, self.workflow, spec, subprocess_specs)
+        spec_diff = SpecDiff(registry, self.workflow.spec, spec)
+        reasons = []
+        for task in top.removed:
+            if task.state in _LIVE_STATES:
+                reasons.append(
+                    f"{_describe(task.task_spec)} is {TaskState.get_name(task.state).lower()} in this "
+                    "instance but does not exist in the new version"
+                )
+        for sp_id, diff in subs.items():
+            sub = self.workflow.subprocesses[sp_id]
+            if diff is None:
+                reasons.append(f"the called process {sub.spec.name!r} is not part of the new version")
+                continue
+            for task in diff.removed:
+                if task.state in _LIVE_STATES:
+                    reasons.append(
+                        f"{_describe(task.task_spec)} of {sub.spec.name!r} is "
+                        f"{TaskState.get_name(task.state).lower()} but does not exist in the new version"
+                    )
+        changed_live = [
+            t
+            for t in [*top.changed, *(t for d in subs.values() if d for t in d.changed)]
+            if t.state in _LIVE_STATES
+        ]
+        return MigrationPlan(
+            possible=not reasons,
+            reasons=reasons,
+            changed=sorted({_describe(ts) for ts in spec_diff.changed if ts.bpmn_id}),
+            added=sorted({_describe(ts) for ts in spec_diff.added if ts.bpmn_id}),
+            removed=sorted({_describe(ts) for ts in spec_diff.removed if ts.bpmn_id}),
+            restarted=sorted(
+                {
+                    _describe(t.task_spec)
+                    for t in changed_live
+                    if t.state == TaskState.WAITING and t.task_spec.bpmn_id
+                }
+            ),
+            diffs=(top, subs),
+        )
+
+    def migrate(
+        self, plan: MigrationPlan, spec: BpmnProcessSpec, subprocess_specs: dict[str, BpmnProcessSpec]
+    ) -> None:
+        """Move the instance onto `spec`. Tasks keep their state and data; a waiting element whose
+        definition changed (a timer's duration, a message's correlation) starts waiting afresh."""
+        if not plan.possible:
+            raise RuntimeError("; ".join(plan.reasons))
+        top, subs = plan.diffs
+        self.workflow.subprocess_specs = subprocess_specs
+        _move_onto(top, self.workflow, spec)
+        for sp_id, diff in subs.items():
+            sub = self.workflow.subprocesses[sp_id]
+            if diff is not None:
+                _move_onto(diff, sub, subprocess_specs[sub.spec.name])
+        self.run()
 
 
 def _prunable(task: Task, subprocesses: dict[UUID, Any]) -> bool:
@@ -317,13 +408,14 @@ def _prunable(task: Task, subprocesses: dict[UUID, Any]) -> bool:
     )
 
 
-def _prune_workflow(wf: BpmnWorkflow, subprocesses: dict[UUID, Any]) -> None:
+def _prune_workflow(wf: BpmnWorkflow, subprocesses: dict[UUID, Any]) -> set[str]:
+    """Splice completed straight-line tasks out of the tree; returns their element ids."""
     for task in wf.tasks.values():
         if isinstance(task.task_spec, UnstructuredJoin) and task.state in (
             TaskState.WAITING,
             TaskState.READY,
         ):
-            return
+            return set()
     keep = {wf.task_tree.id}
     if wf.last_task is not None:
         keep.add(wf.last_task.id)
@@ -344,6 +436,48 @@ def _prune_workflow(wf: BpmnWorkflow, subprocesses: dict[UUID, Any]) -> None:
         child._parent = parent.id
         task._children = []
         del wf.tasks[task.id]
+    return {t.task_spec.bpmn_id for t in removable if t.task_spec.bpmn_id}
+
+
+PRUNED_ELEMENTS = "pruned_elements"  # kept in the root task's internal data
+_SHOWN_STATE = {
+    TaskState.COMPLETED: "completed",
+    TaskState.READY: "active",
+    TaskState.STARTED: "active",
+    TaskState.WAITING: "waiting",
+    TaskState.ERROR: "failed",
+    TaskState.CANCELLED: "cancelled",
+}
+_STATE_RANK = {"failed": 0, "active": 1, "waiting": 2, "completed": 3, "cancelled": 4}
+_LIVE_STATES = (TaskState.READY, TaskState.STARTED, TaskState.WAITING, TaskState.ERROR)
+
+
+@dataclass(frozen=True)
+class MigrationPlan:
+    possible: bool
+    reasons: list[str]
+    changed: list[str]
+    added: list[str]
+    removed: list[str]
+    restarted: list[str]  # waiting elements whose definition changed: they start waiting afresh
+    diffs: tuple[Any, dict[Any, Any]]
+
+
+def _describe(task_spec: Any) -> str:
+    name = getattr(task_spec, "bpmn_name", None)
+    return f"{task_spec.bpmn_id} ({name})" if name else str(task_spec.bpmn_id or task_spec.name)
+
+
+def _move_onto(diff: WorkflowDiff, wf: Any, spec: BpmnProcessSpec) -> None:
+    """Point every task at its counterpart in `spec`; restart waits whose definition changed."""
+    wf.spec = spec
+    for task in wf.tasks.values():
+        target = diff.alignment.get(task)
+        if target is not None:
+            task.task_spec = target
+    for task in diff.changed:
+        if task.state == TaskState.WAITING and task.id in wf.tasks:
+            task.reset_branch(None)
 
 
 def start_form(spec: BpmnProcessSpec) -> str | None:

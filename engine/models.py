@@ -209,3 +209,14 @@ class AuditEvent(Model):
     instance_id: Mapped[int | None] = mapped_column(Integer, index=True)
     task_id: Mapped[str | None] = mapped_column(String(36))
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class SchedulerHeartbeat(Model):
+    """One row per scheduler process: when it last ticked (readiness and metrics read this)."""
+
+    __tablename__ = "scheduler_heartbeat"
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_tick_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

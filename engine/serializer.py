@@ -121,3 +121,8 @@ def load_state(
     converter = _SERIALIZER.registry.convert_from_dict["BpmnWorkflow"]
     workflow: BpmnWorkflow = converter(dct, spec=spec, subprocess_specs=subprocess_specs)
     return workflow
+
+
+def spec_registry() -> Any:
+    """The converter registry, for comparing specs (SpiffWorkflow's diff converts them with it)."""
+    return _SERIALIZER.registry

@@ -1186,8 +1186,17 @@ def check_paths(paths: list[Path], forms_dir: Path | None) -> list[ProcessFileEr
     return check_paths_with_warnings(paths, forms_dir)[0]
 
 
+def check_files(
+    files: dict[str, bytes], forms_dir: Path | None
+) -> tuple[ParsedBundle | None, list[ProcessFileError]]:
+    """`check_paths` for files in memory (name -> content): the bundle when clean, and the errors."""
+    bundle, errors, _warnings = _parse(files, forms_dir)
+    return bundle, errors
+
+
 __all__ = [
     "ParsedBundle",
+    "check_files",
     "check_paths",
     "check_paths_with_warnings",
     "lint",
