@@ -61,7 +61,8 @@ from engine.models import HumanTask
 
 from .auth import current_actor
 from .inbox import display_names, runtime
-from .tasks import START_LABELS, humanize, may_see_instance, may_start
+from .instances import may_see_instance
+from .tasks import START_LABELS, humanize, may_start
 
 bp = Blueprint("documents", __name__, url_prefix="/documents")
 
@@ -713,7 +714,7 @@ def document_context(actor: Actor, slug: str, key: str) -> dict[str, Any]:
     if instance_id:
         try:
             if may_see_instance(actor, runtime().instance(instance_id)):
-                instance_url = url_for("tasks.instance", instance_id=instance_id)
+                instance_url = url_for("instances.detail", instance_id=instance_id)
         except NotFound:
             instance_url = None
     people = {getattr(document, a, None) for a in PEOPLE_ATTRIBUTES}

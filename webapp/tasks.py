@@ -1,14 +1,12 @@
-"""The task page (its form, its document, the instance history), claiming, starting a process,
-and an instance's own page.
+"""The task page (its form, its document, the instance history), claiming and starting a process.
+An instance's own page is in `instances.py`.
 
 Who may see what, checked on every request:
 - a task is visible to the holders of its role, its assignee and whoever completed it; to anyone
   else it does not exist (GET answers 404) and every action on it is refused (POST answers 403);
 - a user excluded from a task (four-eyes: the requester of what it approves) sees a 403 page
   without the form, and the POST is refused with 403;
-- an instance is visible to whoever started it, to holders of the role of any of its tasks, to
-  those who were assigned or completed one, and to directors and administrators; to anyone else
-  it answers 404.
+- an instance: see `instances.py`.
 """
 
 from __future__ import annotations
@@ -31,12 +29,12 @@ from flask_babel import format_date, format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
-from sqlalchemy import exists, or_, select
+from sqlalchemy import select
 
 from engine import Actor, TaskView
 from engine.db import db
 from engine.errors import Conflict, InvalidData
-from engine.models import AuditEvent, HumanTask, ProcessInstance
+from engine.models import AuditEvent, HumanTask
 
 from . import form_render
 from .auth import current_actor, safe_next
@@ -69,6 +67,7 @@ EVENT_LABELS = {
     "suspended": _l("Suspended"),
     "resumed": _l("Resumed"),
     "cancelled": _l("Cancelled"),
+    "migrated": _l("Moved to another version"),
     "completed": _l("Process finished"),
 }
 _HIDDEN_DETAIL = frozenset({"task", "spec", "process", "version"})
@@ -406,35 +405,3 @@ def start(process_id: str) -> Any:
     else:
         flash(_("%(process)s no. %(id)d started.", process=name, id=instance_id), "success")
     return redirect(url_for("inbox.index"))
-
-
-# -- an instance's own page ---------------------------------------------------------------------------------
-def may_see_instance(actor: Actor, instance: ProcessInstance) -> bool:
-    if actor.roles & SEES_EVERY_INSTANCE or instance.started_by == actor.username:
-        return True
-    involved = or_(
-        HumanTask.role.in_(sorted(actor.roles)),
-        HumanTask.assignee == actor.username,
-        HumanTask.completed_by == actor.username,
-    )
-    return bool(db.session.scalar(select(exists().where(HumanTask.instance_id == instance.id, involved))))
-
-
-@bp.get("/instances/<int:instance_id>")
-@login_required
-def instance(instance_id: int) -> Any:
-    engine = runtime()
-    row = engine.instance(instance_id)  # NotFound -> 404
-    if not may_see_instance(current_actor(), row):
-        abort(404)
-    tasks = db.session.scalars(
-        select(HumanTask).where(HumanTask.instance_id == instance_id).order_by(HumanTask.id)
-    ).all()
-    return render_template(
-        "tasks/instance.html",
-        instance=row,
-        process_name=process_names().get(row.process_id, row.process_id),
-        data=_readable(engine.instance_data(instance_id)),
-        history=history(instance_id),
-        tasks=tasks,
-    )

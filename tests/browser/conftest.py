@@ -59,6 +59,8 @@ STAFF: list[tuple[str, list[str], str]] = [
     ("cora", ["customer_service"], "Cora Service"),
     ("paul", ["purchasing"], "Paul Purchasing"),
     ("max", ["purchasing", "manager"], "Max Both"),  # requests and approves: four-eyes applies
+    ("desi", ["designer"], "Desi Designer"),
+    ("ada", ["admin"], "Ada Admin"),
 ]
 
 
