@@ -35,7 +35,7 @@ from engine import Actor
 from engine.db import db
 from engine.models import User
 
-from . import security
+from . import security, tokens
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -235,6 +235,28 @@ class ProfileForm(FlaskForm):  # type: ignore[misc]
     )
 
 
+class TokenForm(FlaskForm):  # type: ignore[misc]
+    name = StringField(
+        _l("Name of the new token"),
+        validators=[DataRequired(), Length(max=tokens.MAX_NAME_LENGTH)],
+        description=_l("What will use it, e.g. “Website lead form”."),
+    )
+
+
+def _profile_page(
+    form: ProfileForm, token_form: TokenForm | None = None, status: int = 200, **new_token: Any
+) -> Any:
+    user: User = current_user.user
+    return render_template(
+        "auth/profile.html",
+        form=form,
+        user=user,
+        token_form=token_form or TokenForm(prefix="token", formdata=None),
+        api_tokens=tokens.live_tokens(user.id),
+        **new_token,
+    ), status
+
+
 @bp.route("/profile", methods=["GET", "POST"])
 def profile() -> Any:
     if not current_user.is_authenticated:
@@ -245,7 +267,7 @@ def profile() -> Any:
         if form.new_password.data:
             if not check_password(user, form.current_password.data or ""):
                 form.current_password.errors.append(_("This is not your current password."))
-                return render_template("auth/profile.html", form=form, user=user), 422
+                return _profile_page(form, status=422)
             user.password_hash = generate_password_hash(form.new_password.data)
         user.display_name = form.display_name.data.strip()
         user.email = (form.email.data or "").strip()
@@ -255,5 +277,34 @@ def profile() -> Any:
             security.end_user_sessions(user.id, keep_token=current_user.token)
         flash(_("Your profile is saved."), "success")
         return redirect(url_for("auth.profile"))
-    status = 422 if request.method == "POST" else 200
-    return render_template("auth/profile.html", form=form, user=user), status
+    return _profile_page(form, status=422 if request.method == "POST" else 200)
+
+
+@bp.post("/profile/tokens")
+def create_api_token() -> Any:
+    """A new API token, shown on the page this POST answers with — once: it is kept only as a
+    hash, and never put in a redirect, a flash message or the session."""
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    user: User = current_user.user
+    token_form = TokenForm(prefix="token")
+    if token_form.validate_on_submit():
+        try:
+            row, token = tokens.create_token(user, token_form.name.data)
+        except tokens.TokenRefused:
+            limit = tokens.MAX_TOKENS_PER_USER
+            token_form.name.errors.append(
+                _("You have %(n)d tokens: revoke one before you create another.", n=limit)
+            )
+        else:
+            return _profile_page(ProfileForm(obj=user), new_token=token, new_token_name=row.name)
+    return _profile_page(ProfileForm(obj=user), token_form, status=422)
+
+
+@bp.post("/profile/tokens/<int:token_id>/revoke")
+def revoke_api_token(token_id: int) -> Any:
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    row = tokens.revoke_token(current_user.user.id, token_id)  # another user's token: NotFound -> 404
+    flash(_("The token “%(name)s” is revoked: it no longer works.", name=row.name), "success")
+    return redirect(url_for("auth.profile", _anchor="api-tokens"))

@@ -1,13 +1,16 @@
 """Error pages in the product's style, and the engine's exceptions mapped to HTTP — once, here.
 
 Never a stack trace: an unexpected error is logged, its transaction rolled back, and the user
-sees a calm 500 page.
+sees a calm 500 page. Under `/api/` every error answers as problem details JSON instead
+(`webapp/api/problems.py`), unknown routes and refused methods included.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
 
 from flask import Blueprint, Response, jsonify, render_template, request
 from flask_babel import gettext as _
@@ -18,8 +21,22 @@ from werkzeug.exceptions import HTTPException
 from engine import errors as engine_errors
 from engine.db import db
 
+from .api.problems import is_api_request, problem_for
+
 bp = Blueprint("errors", __name__)
 log = logging.getLogger(__name__)
+H = TypeVar("H", bound=Callable[[Any], Any])
+
+
+def api_problems(handler: H) -> H:
+    """Requests under /api/ get problem details JSON; every other request the handler's page."""
+
+    @wraps(handler)
+    def wrapped(exc: Any) -> Any:
+        return problem_for(exc) if is_api_request() else handler(exc)
+
+    return cast(H, wrapped)
+
 
 TITLES = {
     400: _l("The request could not be read"),
@@ -75,6 +92,7 @@ def error_page(status: int, message: str | None = None, details: list[str] | Non
 
 
 @bp.app_errorhandler(CSRFError)
+@api_problems
 def csrf_error(exc: CSRFError) -> Any:
     return error_page(
         400, _("The form was not sent from this site or has expired. Reload the page and send it again.")
@@ -82,6 +100,7 @@ def csrf_error(exc: CSRFError) -> Any:
 
 
 @bp.app_errorhandler(HTTPException)
+@api_problems
 def http_error(exc: HTTPException) -> Any:
     status = exc.code or 500
     if status >= 500:
@@ -95,40 +114,48 @@ def http_error(exc: HTTPException) -> Any:
 
 
 @bp.app_errorhandler(engine_errors.NotFound)
+@api_problems
 def not_found(exc: engine_errors.NotFound) -> Any:
     return error_page(404)
 
 
 @bp.app_errorhandler(engine_errors.Forbidden)
+@api_problems
 def forbidden(exc: engine_errors.Forbidden) -> Any:
     return error_page(403)
 
 
 @bp.app_errorhandler(engine_errors.Conflict)
+@api_problems
 def conflict(exc: engine_errors.Conflict) -> Any:
     return error_page(409, exc.message)
 
 
 @bp.app_errorhandler(engine_errors.InvalidState)
+@api_problems
 def invalid_state(exc: engine_errors.InvalidState) -> Any:
     return error_page(409, exc.message)
 
 
 @bp.app_errorhandler(engine_errors.NotWaiting)
+@api_problems
 def not_waiting(exc: engine_errors.NotWaiting) -> Any:
     return error_page(409, exc.message)
 
 
 @bp.app_errorhandler(engine_errors.InvalidData)
+@api_problems
 def invalid_data(exc: engine_errors.InvalidData) -> Any:
     return error_page(422, None, [str(e) for e in exc.errors])
 
 
 @bp.app_errorhandler(engine_errors.ProcessFileErrors)
+@api_problems
 def process_file_errors(exc: engine_errors.ProcessFileErrors) -> Any:
     return error_page(422, None, [str(e) for e in exc.errors])
 
 
 @bp.app_errorhandler(engine_errors.EngineError)
+@api_problems
 def engine_error(exc: engine_errors.EngineError) -> Any:
     return error_page(422, exc.message)

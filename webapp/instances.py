@@ -37,7 +37,7 @@ from engine.xmlsafe import parse_xml
 
 from .auth import current_actor, role_required
 from .inbox import display_names, process_names, runtime
-from .tasks import SEES_EVERY_INSTANCE, history
+from .tasks import SEES_EVERY_INSTANCE, history, readable_data
 
 bp = Blueprint("instances", __name__, url_prefix="/instances")
 
@@ -280,10 +280,6 @@ def where_it_stands(states: dict[str, str], names: dict[str, str]) -> list[dict[
     ]
 
 
-def _readable(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if not k.startswith("_") and k != "completed_by"}
-
-
 def _history(instance_id: int, with_data: bool) -> list[dict[str, Any]]:
     """The audit trail; without what people entered (task data, message payloads) for those who
     may not see the data."""
@@ -360,7 +356,7 @@ def detail(instance_id: int) -> Any:
         timer_kinds=TIMER_KINDS,
         people=display_names(people),
         shows_data=shows_data,
-        data=_readable(engine.instance_data(instance_id)) if shows_data else {},
+        data=readable_data(engine.instance_data(instance_id)) if shows_data else {},
         history=_history(instance_id, shows_data),
         operator=OPERATOR_ROLE in actor.roles,
         finished=instance.status in FINISHED,

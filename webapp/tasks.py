@@ -153,7 +153,7 @@ def _completion(task_id: int) -> tuple[str | None, datetime | None]:
     return row.completed_by, row.completed_at
 
 
-def _visible(actor: Actor, task: TaskView) -> bool:
+def may_see_task(actor: Actor, task: TaskView) -> bool:
     if task.role in actor.roles or task.assignee == actor.username:
         return True
     if task.status == "completed":
@@ -164,7 +164,7 @@ def _visible(actor: Actor, task: TaskView) -> bool:
 def get_task(task_id: int, *, for_action: bool) -> TaskView:
     """The task if the signed-in user may see it; else 404 to look at it, 403 to act on it."""
     task = runtime().task(task_id)  # NotFound -> 404
-    if not _visible(current_actor(), task):
+    if not may_see_task(current_actor(), task):
         abort(403 if for_action else 404)
     return task
 
@@ -211,13 +211,13 @@ def _context(task: TaskView) -> dict[str, Any]:
     data = engine.instance_data(task.instance_id)
     return {
         "instance": engine.instance(task.instance_id),
-        "data": _readable(data),
+        "data": readable_data(data),
         "history": history(task.instance_id),
         "process_name": process_names().get(task.process_id, task.process_id),
     }
 
 
-def _readable(data: dict[str, Any]) -> dict[str, Any]:
+def readable_data(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if not k.startswith("_") and k != "completed_by"}
 
 
