@@ -39,7 +39,8 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     """Take SQLite's write lock when a transaction starts. A deferred transaction that reads
     first and writes later fails at once with "database is locked" when another writer
     committed meanwhile; an immediate one waits (busy timeout) and then sees the new data."""
-    if connection.dialect.name == "sqlite":
+    autocommit = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    if connection.dialect.name == "sqlite" and not autocommit:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

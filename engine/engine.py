@@ -337,9 +337,16 @@ class Engine:
             digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
         content_hash = digest.hexdigest()
         session = self.session
-        existing = session.scalar(select(Deployment).where(Deployment.content_hash == content_hash))
-        if existing is not None:
-            return DeployResult(existing.id, content_hash, False, {}, [])
+        # the same files again are a no-op while they are what is live; deployed again after
+        # other changes (a change taken back) they are a deployment of their own
+        existing = session.scalar(
+            select(Deployment.id)
+            .where(Deployment.content_hash == content_hash)
+            .order_by(Deployment.id.desc())
+            .limit(1)
+        )
+        if existing is not None and self._live(files):
+            return DeployResult(existing, content_hash, False, {}, [])
         bundle = parse_files(files, self.forms_dir)
         self._check_operations(bundle)
         now = self.now()
@@ -423,6 +430,11 @@ class Engine:
         """Deploy the deployed files with `changed` laid over them (a designer's save): changed
         processes get a new version, the others keep theirs, running instances keep their own."""
         return self.deploy({**self.current_files(), **changed}, actor)
+
+    def _live(self, files: dict[str, bytes]) -> bool:
+        """Is each of these files' content the newest deployed content of its name?"""
+        current = self.current_files()
+        return all(current.get(name) == content for name, content in files.items())
 
     def _check_operations(self, bundle: Any) -> None:
         known = registered_operations()

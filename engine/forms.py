@@ -61,7 +61,16 @@ class FormRegistry:
         schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return schema
 
-    def _load_validator(self, form_ref: str) -> Draft202012Validator:
+    def _stamp(self, form_ref: str) -> tuple[int, int] | None:
+        """When the file last changed: a form saved by a designer in another process is read
+        again by every process (each keeps its own cache)."""
+        try:
+            stat = self.path(form_ref).stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _load_validator(self, form_ref: str, _stamp: tuple[int, int] | None = None) -> Draft202012Validator:
         schema = _strict(copy.deepcopy(self.schema(form_ref)))
         Draft202012Validator.check_schema(schema)
         return Draft202012Validator(schema, format_checker=FormatChecker())
@@ -78,7 +87,7 @@ class FormRegistry:
                     f"this task has no form; refused fields: {fields}",
                 )
             return {}
-        validator = self._validator(form_ref)
+        validator = self._validator(form_ref, self._stamp(form_ref))
         errors = [_field_error(e) for e in validator.iter_errors(_plain(data))]
         if errors:
             raise InvalidData(sorted(set(errors), key=lambda e: e.field))

@@ -60,7 +60,8 @@ class User(Model):
 class Deployment(Model):
     __tablename__ = "deployment"
     id: Mapped[int] = mapped_column(primary_key=True)
-    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # not unique: the files of an earlier deployment may be deployed again (a change taken back)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
     deployed_by: Mapped[str] = mapped_column(String(80))
     deployed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     files: Mapped[list[DeploymentFile]] = relationship(back_populates="deployment", lazy="selectin")

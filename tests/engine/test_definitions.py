@@ -176,3 +176,15 @@ def test_migration_restarts_a_timer_whose_definition_changed(engine, clock):
     assert due["after_30_days"].replace(tzinfo=None) == (
         clock.current.replace(tzinfo=None) + timedelta(days=10)
     )
+
+
+def test_a_change_taken_back_is_deployed_as_a_new_version(engine):
+    original = THREE_STEPS.read_bytes()
+    engine.deploy({"three_steps.bpmn": original})
+    engine.deploy_changes({"three_steps.bpmn": _three_steps(**{'name="Enter request"': 'name="Enter it"'})})
+    result = engine.deploy_changes({"three_steps.bpmn": original})
+    assert result.created and result.new_versions == {"three_steps": 3}
+    assert engine.current_files() == {"three_steps.bpmn": original}
+    # and the same files once more, while they are live, change nothing
+    assert not engine.deploy_changes({"three_steps.bpmn": original}).created
+    assert [d.version for d in engine.definitions("three_steps")] == [3, 2, 1]
