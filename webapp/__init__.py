@@ -15,7 +15,7 @@ from flask_wtf import CSRFProtect
 from engine import Engine
 from engine.db import db
 
-from . import security
+from . import security, tokens  # noqa: F401  (tokens: the api_token table)
 
 ROOT = Path(__file__).resolve().parent.parent
 migrate = Migrate()
@@ -59,8 +59,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     business.install(engine)
     app.extensions["engine"] = engine
 
-    from . import admin, approvals, auth, documents, errors, health, home, inbox, reports, tasks
+    from . import (
+        admin,
+        api,
+        approvals,
+        auth,
+        designer,
+        documents,
+        errors,
+        health,
+        home,
+        inbox,
+        instances,
+        ops,
+        reports,
+        tasks,
+        vendor,
+    )
 
+    ops.init_app(app)  # first: its request hooks time and log everything after them
     security.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=auth.select_locale)
@@ -75,6 +92,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         documents.bp,
         reports.bp,
         admin.bp,
+        instances.bp,
+        designer.bp,
+        api.bp,
+        ops.bp,
+        vendor.bp,
         errors.bp,
     ):
         app.register_blueprint(blueprint)
