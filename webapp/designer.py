@@ -376,7 +376,8 @@ def _rendered(schema: dict[str, Any]) -> tuple[form_render.RenderedForm | None, 
     try:
         return form_render.build(schema), []
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return None, [_("The form cannot be shown: %(error)s", error=f"{type(exc).__name__}: {exc}")]
+        error = f"{type(exc).__name__}: {exc}"
+        return None, [_("The form cannot be shown: %(error)s", error=error)]
 
 
 def _checked_form(text: str) -> tuple[dict[str, Any] | None, form_render.RenderedForm | None, list[str]]:
