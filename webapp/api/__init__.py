@@ -45,6 +45,7 @@ def authenticate() -> None:
     if user is None:
         raise unauthorized("The token is unknown, revoked, or its user is deactivated.", invalid_token=True)
     g.api_user = user
+    g.log_user = user.username  # the request log line names who called
 
 
 def api_user() -> User:
