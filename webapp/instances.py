@@ -45,7 +45,7 @@ PAGE_SIZE = 50
 OPERATOR_ROLE = "admin"
 STATUSES = {
     "running": _l("Running"),
-    "waiting": _l("Waiting"),
+    "waiting": _l("Waiting for an event"),
     "error": _l("Error"),
     "suspended": _l("Suspended"),
     "completed": _l("Completed"),
