@@ -20,6 +20,7 @@ from engine.business.seed import seed_master_data
 from engine.db import db
 from engine.models import ProcessInstance, User
 from engine.users import add_user
+from tests.business.test_lead_to_invoice import LEAD_FORM, ORDER_FORM
 from tests.webapp.conftest import PASSWORD_HASH, Browser
 from tests.webapp.test_openapi import conforms
 from webapp import tokens
@@ -33,15 +34,6 @@ STAFF = {
     "alex": ["accounting"],
     "ada": ["admin"],
 }
-LEAD_FORM = {
-    "company": "Northwind Traders",
-    "contact_name": "Nora North",
-    "email": "nora@northwind.example",
-    "phone": "+44 20 7946 0001",
-    "source": "web_form",
-    "interest": "Laptops and docks for a new office",
-    "estimated_value": "12000.00",
-}
 QUOTE_LINES = [
     {"product": "LAP-14", "qty": 10, "unit_price": "1150.00", "discount_percent": "0", "tax_rate": "20"},
     {"product": "DOCK-1", "qty": 10, "unit_price": "140.00", "discount_percent": "0", "tax_rate": "20"},
@@ -52,12 +44,6 @@ QUOTE_FORM = {
     "payment_terms_days": 14,
     "currency": "EUR",
     "quote_notes": "Delivery within two weeks.",
-}
-ORDER_FORM = {
-    "customer_reference": "PO-77",
-    "requested_delivery_date": "2026-11-10",
-    "delivery_address": "1 Harbour Road, London",
-    "order_notes": "",
 }
 SHIP_FORM = {
     "shipped_lines": [{"product": "LAP-14", "qty": 10}, {"product": "DOCK-1", "qty": 10}],
