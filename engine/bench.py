@@ -1042,7 +1042,58 @@ def _web_run(n: int) -> dict[str, Any]:
             raise RuntimeError(f"web: {completed} of {n_instances} instances completed through the web app")
         out["instances"] = n_instances
         out["cpu"] = cpu
+        out.update(_web_operator_pages(app, browser, instance_ids[0]))
         _progress(f"web: {done} tasks completed through the web app, p95 {_pct(_ms(completions), 95):.1f} ms")
+    return out
+
+
+def _web_operator_pages(app: Any, browser: _Browser, instance_id: int) -> dict[str, list[float]]:
+    """The pages and calls of operators and other systems, over the same data: the instance list
+    as someone who sees only the instances they are involved in (the costlier query) and as an
+    administrator (every instance) with a business-key filter, one instance's diagram states,
+    the API's task list (the user of the inbox figures, by token), and the metrics."""
+    from sqlalchemy import select
+
+    from webapp.tokens import create_token  # the bench drives the web app; the engine never does
+
+    from .db import db
+    from .models import User
+    from .users import add_user
+
+    add_user("ada", ["admin"], password=WEB_PASSWORD, display_name="Ada Admin")
+    token = create_token(db.session.scalar(select(User).where(User.username == WEB_USER)), "bench")[1]
+    db.session.commit()
+    admin = _Browser(app)
+    admin.login("ada", WEB_PASSWORD)
+    api = app.test_client()
+    kinds = ("instances", "instances_admin", "diagram", "api", "metrics")
+    out: dict[str, list[float]] = {k: [] for k in kinds}
+    for j in range(WEB_WARMUP + WEB_REQUESTS):
+        timed = j >= WEB_WARMUP
+        for key, client, url in (
+            ("instances", browser, "/instances/"),
+            ("instances_admin", admin, f"/instances/?business_key=REQ-{j:04d}"),
+            ("diagram", browser, f"/instances/{instance_id}/diagram.json"),
+            ("metrics", browser, "/metrics"),
+        ):
+            response, took = client.open("GET", url)
+            if response.status_code != 200:
+                raise RuntimeError(f"web: GET {url} answered {response.status_code}")
+            if timed:
+                out[key].append(took)
+        db.session.commit()
+        t = time.perf_counter()
+        with app.app_context():
+            response = api.get("/api/v1/tasks?limit=25", headers={"Authorization": f"Bearer {token}"})
+        took = time.perf_counter() - t
+        if response.status_code != 200 or not response.get_json().get("tasks"):
+            raise RuntimeError(f"web: GET /api/v1/tasks answered {response.status_code}")
+        if timed:
+            out["api"].append(took)
+    _progress(
+        f"web: instance list p95 {_pct(_ms(out['instances']), 95):.1f} ms, API tasks p95 "
+        f"{_pct(_ms(out['api']), 95):.1f} ms"
+    )
     return out
 
 
@@ -1109,6 +1160,44 @@ def bench_web(scale: str, sizes: Sizes) -> None:
         f"{WEB_COUNT_POLLS} timed requests after {WEB_WARMUP // 2} untimed; {how}",
     )
     _emit(scale, f"web_counts_p95_ms_n{n}", _pct(counts, 95), "ms", note=cpu_p95("counts"))
+    for key, metric, what in (
+        (
+            "instances",
+            "web_instances_list_p95_ms",
+            "GET /instances/ (first page of 50, newest first) as a user who sees only the instances "
+            "they started or hold a task of",
+        ),
+        (
+            "instances_admin",
+            "web_instances_admin_filtered_p95_ms",
+            "GET /instances/?business_key=... as "
+            "an administrator (every instance), a different key each time",
+        ),
+        (
+            "diagram",
+            "web_instance_diagram_p95_ms",
+            "GET /instances/<id>/diagram.json: the version's BPMN and the state of each element",
+        ),
+        (
+            "api",
+            "web_api_tasks_p95_ms",
+            "GET /api/v1/tasks?limit=25 with a bearer token (token lookup, the inbox query, JSON)",
+        ),
+        (
+            "metrics",
+            "web_metrics_p95_ms",
+            "GET /metrics from loopback (instances, tasks, timers, incidents grouped in the database)",
+        ),
+    ):
+        values = _ms(out[key])
+        _emit(
+            scale,
+            f"{metric}_n{n}",
+            _pct(values, 95),
+            "ms",
+            note=f"{what}; median {statistics.median(values):.1f} ms; {n} instances and open tasks; "
+            f"{timed}; no target",
+        )
     page = _ms(out["task_page"])
     _emit(
         scale,
