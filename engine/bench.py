@@ -1061,7 +1061,8 @@ def _web_operator_pages(app: Any, browser: _Browser, instance_id: int) -> dict[s
     from .users import add_user
 
     add_user("ada", ["admin"], password=WEB_PASSWORD, display_name="Ada Admin")
-    token = create_token(db.session.scalar(select(User).where(User.username == WEB_USER)), "bench")[1]
+    wendy = db.session.scalars(select(User).where(User.username == WEB_USER)).one()
+    token = create_token(wendy, "bench")[1]
     db.session.commit()
     admin = _Browser(app)
     admin.login("ada", WEB_PASSWORD)
